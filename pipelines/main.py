@@ -1,0 +1,82 @@
+"""The entry point Dataflow, Flink and the CLI launch: ``python -m pipelines.main``.
+
+``run(argv, test_pipeline)`` is the same function in production and in tests,
+which is how the tests exercise exactly what a scheduled job runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.options import to_job_config
+from pipelines.run_manifest import RunSummary, write_run_manifest
+from pipelines.transforms import StyleFix
+from stylefix_core.bundle import load_bundle
+from stylefix_core.config import JobConfig
+from stylefix_core.device import resolve_device
+from stylefix_core.io import outputs
+from stylefix_core.io.shards import plan_shards
+from stylefix_core.records import ShardSpec
+
+log = logging.getLogger("stylefix")
+
+
+def _pending_shards(config: JobConfig, specs: list[ShardSpec], summary: RunSummary) -> list[ShardSpec]:
+    """With --resume, shards whose marker exists count as done and are not re-run."""
+    if not config.resume:
+        return specs
+    pending = []
+    for spec in specs:
+        counts = outputs.read_marker(config.output, spec.name)
+        if counts is None:
+            pending.append(spec)
+        else:
+            summary.shards_skipped += 1
+    return pending
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> RunSummary:
+    """Plan shards, run the job, write the run manifest; returns the totals."""
+    options = PipelineOptions(argv)
+    config = to_job_config(options)
+    started, started_at = time.monotonic(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if config.device == "cuda":
+        resolve_device("cuda")  # fail on the launcher too, before any worker starts
+    bundle = load_bundle(config.bundle)  # validates manifest and weights before launch
+    plan = plan_shards(config.input, config.files_per_shard)
+    summary = RunSummary(run_id=config.resolved_run_id(), output=config.output, ignored_files=len(plan.ignored))
+    pending = _pending_shards(config, plan.shards, summary)
+    log.info("%d shard(s) planned, %d to run", len(plan.shards), len(pending))
+    pipeline = test_pipeline or beam.Pipeline(options=options)
+    if pending:
+        _ = (
+            pipeline
+            | "Shards" >> beam.Create(pending)
+            | "StyleFix" >> StyleFix(config, bundle.manifest.style, bundle.manifest.version)
+        )
+        pipeline.run().wait_until_finish()
+    for spec in plan.shards:
+        counts = outputs.read_marker(config.output, spec.name)
+        if counts is None:
+            raise RuntimeError(f"shard {spec.name} finished without a completion marker")
+        summary.add(counts)
+    summary.shards_skipped = min(summary.shards_skipped, summary.shards)
+    summary.seconds = round(time.monotonic() - started, 2)
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    write_run_manifest(config, bundle.manifest, summary, started_at, str(runner))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Thin Beam transforms over stylefix_core: read, decode, infer, write.
+
+Every element that can fail leaves its DoFn as exactly one of: the next
+stage's input, or an error row keyed by shard. Rows meet per shard in
+``WriteShardParts``, which writes the report part, the error part and, last,
+the completion marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import PredictionResult, RunInference
+
+from stylefix_core.config import JobConfig, Mode
+from stylefix_core.engine import ImageFailure, ImageResult
+from stylefix_core.errors import StyleFixError
+from stylefix_core.imaging import decode_image, encode_image, sha256_hex
+from stylefix_core.io import outputs, shards
+from stylefix_core.io.outputs import ShardCounts
+from stylefix_core.records import DecodedImage, ErrorRow, ReadFailure, ShardMember, ShardSpec
+from stylefix_core.report import ERROR_SCHEMA, REPORT_SCHEMA, error_row, report_row, to_table
+from pipelines.model_handler import StyleFixModelHandler
+
+NAMESPACE = "stylefix"
+REPORT, ERROR = "report", "error"
+# A shard's own name goes through the grouping even when it yields no rows, so
+# that an empty or unreadable shard still gets its parts and marker.
+SEED = "seed"
+
+
+def _error(config: JobConfig, shard: str, key: str, source_uri: str, exc: BaseException, stage: str) -> tuple:
+    row = ErrorRow(config.resolved_run_id(), shard, key, source_uri, stage, type(exc).__name__, str(exc) or repr(exc))
+    return shard, (ERROR, error_row(row))
+
+
+class ReadShard(beam.DoFn):
+    """ShardSpec -> ShardMember (main) and error rows (tag ``errors``)."""
+
+    def __init__(self, config: JobConfig):
+        self._config = config
+        self._read = Metrics.counter(NAMESPACE, "images_read")
+        self._failed = Metrics.counter(NAMESPACE, "images_failed")
+
+    def process(self, spec: ShardSpec) -> Iterator:
+        yield beam.pvalue.TaggedOutput(SEED, (spec.name, (SEED, None)))
+        cfg = self._config
+        try:
+            for item in shards.read_shard(spec, limits=cfg.limits, key_column=cfg.parquet_key_column, image_column=cfg.parquet_image_column):
+                if isinstance(item, ReadFailure):
+                    self._failed.inc()
+                    row = ErrorRow(cfg.resolved_run_id(), item.shard, item.key, item.source_uri, item.stage, item.error_type, item.message)
+                    yield beam.pvalue.TaggedOutput(ERROR, (item.shard, (ERROR, error_row(row))))
+                else:
+                    self._read.inc()
+                    yield item
+        except Exception as exc:  # noqa: BLE001 - an unreadable shard is one error row
+            self._failed.inc()
+            yield beam.pvalue.TaggedOutput(ERROR, _error(cfg, spec.name, "<shard>", ",".join(spec.urls[:1]), exc, "read"))
+
+
+class Decode(beam.DoFn):
+    """ShardMember -> DecodedImage (main) and error rows (tag ``errors``)."""
+
+    def __init__(self, config: JobConfig):
+        self._config = config
+        self._failed = Metrics.counter(NAMESPACE, "images_failed")
+
+    def process(self, member: ShardMember) -> Iterator:
+        try:
+            outputs.safe_key(member.key)
+            pixels = decode_image(member.data, self._config.limits)
+        except (StyleFixError, ValueError, OSError) as exc:
+            self._failed.inc()
+            stage = exc.stage if isinstance(exc, StyleFixError) else "decode"
+            yield beam.pvalue.TaggedOutput(ERROR, _error(self._config, member.shard, member.key, member.source_uri, exc, stage))
+            return
+        yield DecodedImage(member=member, pixels=pixels, input_sha256=sha256_hex(member.data))
+
+
+class WriteImage(beam.DoFn):
+    """Inference outcome -> the image written under its final name, and its row."""
+
+    def __init__(self, config: JobConfig, style: str, model_version: str):
+        self._config = config
+        self._style = style
+        self._version = model_version
+        self._counters = {name: Metrics.counter(NAMESPACE, name) for name in ("images_styled", "images_flagged", "images_corrected", "images_failed")}
+
+    def process(self, prediction: PredictionResult) -> Iterator[tuple]:
+        image: DecodedImage = prediction.example
+        outcome = prediction.inference
+        member = image.member
+        if isinstance(outcome, ImageFailure):
+            self._counters["images_failed"].inc()
+            yield member.shard, (ERROR, error_row(ErrorRow(self._config.resolved_run_id(), member.shard, member.key, member.source_uri, outcome.stage, outcome.error_type, outcome.message)))
+            return
+        try:
+            uri = self._write(image, outcome)
+        except Exception as exc:  # noqa: BLE001 - a failed write is one error row
+            self._counters["images_failed"].inc()
+            yield _error(self._config, member.shard, member.key, member.source_uri, exc, "write")
+            return
+        self._count(outcome)
+        row = report_row(self._config.resolved_run_id(), self._config.mode.value, self._style, self._version, image, outcome, uri)
+        yield member.shard, (REPORT, row)
+
+    def _write(self, image: DecodedImage, outcome: ImageResult) -> str:
+        member = image.member
+        if outcome.output is None:  # qa mode, unchanged: the original bytes, bit for bit
+            uri = outputs.image_uri(self._config.output, member.shard, member.key, member.ext or ".img")
+            data = member.data
+        else:
+            fmt = self._config.output_format
+            uri = outputs.image_uri(self._config.output, member.shard, member.key, outputs.FORMAT_EXTENSIONS[fmt])
+            data = encode_image(outcome.output, fmt, text=self._provenance(member, outcome))
+        outputs.storage.write_bytes_atomic(uri, data)
+        return uri
+
+    def _provenance(self, member: ShardMember, outcome: ImageResult) -> dict[str, str]:
+        action = "styled" if self._config.mode is Mode.STYLE else "corrected"
+        return {
+            "Software": "StyleFix",
+            "stylefix:action": action + ("+corrected" if outcome.corrected and action == "styled" else ""),
+            "stylefix:style": self._style,
+            "stylefix:model_version": self._version,
+            "stylefix:run_id": self._config.resolved_run_id(),
+            "stylefix:source_key": member.key,
+        }
+
+    def _count(self, outcome: ImageResult) -> None:
+        if self._config.mode is Mode.STYLE:
+            self._counters["images_styled"].inc()
+        if outcome.is_anomaly:
+            self._counters["images_flagged"].inc()
+        if outcome.corrected:
+            self._counters["images_corrected"].inc()
+
+
+class WriteShardParts(beam.DoFn):
+    """(shard, rows) -> report part, error part, then the completion marker."""
+
+    def __init__(self, config: JobConfig):
+        self._config = config
+
+    def process(self, element: tuple[str, Iterable[tuple[str, dict | None]]]) -> Iterator[ShardCounts]:
+        shard, tagged = element
+        reports = [row for tag, row in tagged if tag == REPORT]
+        errors = [row for tag, row in tagged if tag == ERROR]
+        stages: dict[str, int] = {}
+        for row in errors:
+            stages[row["stage"]] = stages.get(row["stage"], 0) + 1
+        counts = ShardCounts(
+            shard=shard,
+            report_rows=len(reports),
+            error_rows=len(errors),
+            flagged=sum(r["is_anomaly"] for r in reports),
+            corrected=sum(r["corrected"] for r in reports),
+            devices=sorted({r["device"] for r in reports}),
+            errors_by_stage=dict(sorted(stages.items())),
+        )
+        outputs.write_shard_outputs(self._config.output, to_table(reports, REPORT_SCHEMA), to_table(errors, ERROR_SCHEMA), counts)
+        yield counts
+
+
+class StyleFix(beam.PTransform):
+    """ShardSpecs -> ShardCounts, with every output written on the way."""
+
+    def __init__(self, config: JobConfig, style: str, model_version: str):
+        super().__init__()
+        self._config = config
+        self._style = style
+        self._version = model_version
+
+    def expand(self, specs):
+        cfg = self._config
+        read = specs | "Reshuffle" >> beam.Reshuffle() | "Read" >> beam.ParDo(ReadShard(cfg)).with_outputs(ERROR, SEED, main="members")
+        decoded = read.members | "Decode" >> beam.ParDo(Decode(cfg)).with_outputs(ERROR, main="images")
+        predictions = decoded.images | "StyleScoreCorrect" >> RunInference(StyleFixModelHandler(cfg))
+        rows = predictions | "WriteImages" >> beam.ParDo(WriteImage(cfg, self._style, self._version))
+        return (
+            (read[SEED], read[ERROR], decoded[ERROR], rows)
+            | "AllRows" >> beam.Flatten()
+            | "ByShard" >> beam.GroupByKey()
+            | "WriteParts" >> beam.ParDo(WriteShardParts(cfg))
+        )

@@ -1,0 +1,217 @@
+"""The model bundle: ``manifest.json`` plus ``*.safetensors`` weights.
+
+A bundle is a folder at any fsspec URL. Loading it never unpickles anything:
+weights are safetensors, the manifest is JSON validated field by field, and
+each weights file must match the SHA-256 the manifest records, so a swapped or
+truncated file is refused instead of half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from stylefix_core.errors import BundleError
+from stylefix_core.io import storage
+from stylefix_core.models import ARCHITECTURES
+
+BUNDLE_FORMAT = "stylefix-bundle"
+BUNDLE_FORMAT_VERSION = 1
+MODEL_ROLES = ("generator", "discriminator", "autoencoder", "corrector")
+DEFAULT_BUNDLE_DIR = Path(__file__).parent / "default_bundle"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One network of the bundle: its class, hyper-parameters and weights file."""
+
+    arch: str
+    params: dict[str, Any]
+    weights: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DetectorCalibration:
+    """Robust normalisation of one detector's raw value: z = (raw - center) / scale."""
+
+    center: float
+    scale: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How raw detector values become one anomaly score and a decision.
+
+    ``threshold`` applies to the combined score (the largest detector z) and was
+    chosen so that ``target_false_positive_rate`` of held-out reference images
+    exceed it; ``measured_false_positive_rate`` is what that held-out set gave.
+    ``reference_stats`` are colour statistics of the reference set (qa mode
+    target); ``style_shift`` is how the style typically moves content colour
+    statistics (style mode target). Both are 6-vectors, see scoring.features.
+    """
+
+    detectors: dict[str, DetectorCalibration]
+    threshold: float
+    target_false_positive_rate: float
+    measured_false_positive_rate: float
+    reference_stats: list[float]
+    reference_spread: list[float]
+    style_shift: list[float]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything about a bundle except the weights themselves."""
+
+    name: str
+    style: str
+    version: str
+    training_data_fingerprint: str
+    models: dict[str, ModelEntry]
+    calibration: Calibration
+    created_by: str = "stylefix"
+    training: dict[str, Any] = field(default_factory=dict)
+    format: str = BUNDLE_FORMAT
+    format_version: int = BUNDLE_FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: manifest plus the four networks, in eval mode, on CPU."""
+
+    manifest: Manifest
+    generator: nn.Module
+    discriminator: nn.Module
+    autoencoder: nn.Module
+    corrector: nn.Module
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {role: getattr(self, role) for role in MODEL_ROLES}
+
+
+def default_bundle_url() -> str:
+    return str(DEFAULT_BUNDLE_DIR)
+
+
+def _require(data: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise BundleError(f"manifest {where}: missing field {key!r}")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise BundleError(f"manifest {where}: field {key!r} has type {type(value).__name__}")
+    return value
+
+
+def _parse_calibration(data: dict) -> Calibration:
+    detectors = {
+        name: DetectorCalibration(
+            center=float(_require(d, "center", (int, float), f"detector {name}")),
+            scale=float(_require(d, "scale", (int, float), f"detector {name}")),
+        )
+        for name, d in _require(data, "detectors", dict, "calibration").items()
+    }
+    if any(d.scale <= 0 for d in detectors.values()):
+        raise BundleError("manifest calibration: every detector scale must be positive")
+    vectors = {k: _require(data, k, list, "calibration") for k in ("reference_stats", "reference_spread", "style_shift")}
+    return Calibration(
+        detectors=detectors,
+        threshold=float(_require(data, "threshold", (int, float), "calibration")),
+        target_false_positive_rate=float(_require(data, "target_false_positive_rate", (int, float), "calibration")),
+        measured_false_positive_rate=float(_require(data, "measured_false_positive_rate", (int, float), "calibration")),
+        **{k: [float(v) for v in vec] for k, vec in vectors.items()},
+    )
+
+
+def parse_manifest(text: str) -> Manifest:
+    """Validate a manifest's JSON; every problem is a BundleError naming the field."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"manifest.json is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"manifest.json is not a {BUNDLE_FORMAT} manifest")
+    if data.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise BundleError(f"unsupported bundle format_version {data.get('format_version')!r}")
+    models_raw = _require(data, "models", dict, "top level")
+    missing = [r for r in MODEL_ROLES if r not in models_raw]
+    if missing:
+        raise BundleError(f"manifest models: missing {missing}")
+    models = {}
+    for role in MODEL_ROLES:
+        entry = models_raw[role]
+        arch = _require(entry, "arch", str, role)
+        if arch not in ARCHITECTURES:
+            raise BundleError(f"manifest {role}: unknown architecture {arch!r}")
+        weights = _require(entry, "weights", str, role)
+        if "/" in weights or weights.startswith("."):
+            raise BundleError(f"manifest {role}: weights must be a plain file name, got {weights!r}")
+        models[role] = ModelEntry(arch, _require(entry, "params", dict, role), weights, _require(entry, "sha256", str, role))
+    return Manifest(
+        name=_require(data, "name", str, "top level"),
+        style=_require(data, "style", str, "top level"),
+        version=_require(data, "version", str, "top level"),
+        training_data_fingerprint=_require(data, "training_data_fingerprint", str, "top level"),
+        models=models,
+        calibration=_parse_calibration(_require(data, "calibration", dict, "top level")),
+        created_by=str(data.get("created_by", "stylefix")),
+        training=dict(data.get("training", {})),
+    )
+
+
+def _build_network(role: str, entry: ModelEntry, blob: bytes) -> nn.Module:
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != entry.sha256:
+        raise BundleError(f"{entry.weights}: sha256 {digest[:12]}... does not match the manifest ({entry.sha256[:12]}...)")
+    try:
+        network = ARCHITECTURES[entry.arch](**entry.params)
+    except TypeError as exc:
+        raise BundleError(f"manifest {role}: bad params for {entry.arch}: {exc}") from exc
+    try:
+        network.load_state_dict(load_safetensors(blob), strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise BundleError(f"{entry.weights}: weights do not fit {entry.arch}: {exc}") from exc
+    return network.eval().requires_grad_(False)
+
+
+def load_bundle(url: str = "") -> Bundle:
+    """Load a bundle from a folder URL (empty: the default bundle)."""
+    url = url or default_bundle_url()
+    manifest_url = storage.join(url, "manifest.json")
+    try:
+        manifest = parse_manifest(storage.read_bytes(manifest_url).decode("utf-8"))
+    except FileNotFoundError as exc:
+        raise BundleError(f"no bundle at {url}: {manifest_url} not found") from exc
+    networks = {}
+    for role, entry in manifest.models.items():
+        try:
+            blob = storage.read_bytes(storage.join(url, entry.weights))
+        except FileNotFoundError as exc:
+            raise BundleError(f"bundle {url}: weights file {entry.weights} not found") from exc
+        networks[role] = _build_network(role, entry, blob)
+    return Bundle(manifest=manifest, **networks)
+
+
+def save_bundle(url: str, manifest: Manifest, networks: dict[str, nn.Module]) -> Manifest:
+    """Write weights and a manifest whose hashes match them; returns that manifest."""
+    models = {}
+    for role in MODEL_ROLES:
+        entry = manifest.models[role]
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in networks[role].state_dict().items()}
+        blob = save_safetensors(state)
+        storage.write_bytes_atomic(storage.join(url, entry.weights), blob)
+        models[role] = ModelEntry(entry.arch, entry.params, entry.weights, hashlib.sha256(blob).hexdigest())
+    final = Manifest(**{**manifest.__dict__, "models": models})
+    storage.write_bytes_atomic(storage.join(url, "manifest.json"), final.to_json().encode())
+    return final

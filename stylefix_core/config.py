@@ -1,0 +1,97 @@
+"""The one typed configuration that every stage reads.
+
+Beam pipeline options, the CLI and tests all build a :class:`JobConfig`; core
+code never reads globals or environment variables for its settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+class Mode(str, Enum):
+    """What the job does to each image."""
+
+    STYLE = "style"  # style, score, correct
+    QA = "qa"  # score and correct images that are already styled
+
+
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Safety limits on untrusted input; each violation is one error row."""
+
+    max_pixels: int = 64_000_000  # decoded width * height
+    max_file_bytes: int = 64 * 1024 * 1024  # one member
+    max_shard_bytes: int = 8 * 1024 * 1024 * 1024  # one shard file
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How images are grouped for one model call.
+
+    Batches are bounded both by count and by pixels, so a batch of large images
+    does not take more memory than a batch of thumbnails.
+    """
+
+    max_batch_size: int = 8
+    max_batch_pixels: int = 8 * 512 * 512
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one StyleFix run needs to know."""
+
+    input: str
+    output: str
+    bundle: str = ""  # empty: the default bundle shipped with the package
+    mode: Mode = Mode.STYLE
+    output_format: str = "png"
+    device: str = "auto"
+    run_id: str = ""  # empty: derived from the other settings (see resolved_run_id)
+    resume: bool = False
+    files_per_shard: int = 256
+    parquet_key_column: str = "key"
+    parquet_image_column: str = "image"
+    torch_threads: int = 0  # 0: torch's default for the process
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if not self.input or not self.output:
+            raise ValueError("input and output are both required")
+        if self.files_per_shard < 1:
+            raise ValueError("files_per_shard must be at least 1")
+        if self.batch.max_batch_size < 1 or self.batch.max_batch_pixels < 1:
+            raise ValueError("batch sizes must be positive")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready view, for the run manifest."""
+        data = asdict(self)
+        data["mode"] = self.mode.value
+        return data
+
+    def resolved_run_id(self) -> str:
+        """A run id that is a pure function of the settings.
+
+        Deriving it (instead of using a timestamp) is what lets a re-run of the
+        same job write byte-identical outputs.
+        """
+        if self.run_id:
+            return self.run_id
+        settings = self.to_dict()
+        for volatile in ("run_id", "resume", "torch_threads", "device"):
+            settings.pop(volatile)
+        settings.pop("batch")
+        blob = json.dumps(settings, sort_keys=True).encode()
+        return "run-" + hashlib.sha256(blob).hexdigest()[:12]

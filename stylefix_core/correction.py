@@ -1,0 +1,40 @@
+"""Correction of flagged images: learned residual plus classical colour transfer.
+
+Every candidate is re-scored and the best is kept only if it scores lower than
+the image it replaces, so correction can never make the report worse.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from stylefix_core.scoring import features
+
+
+def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor:
+    """Move each opponent channel's mean and spread to the target statistics.
+
+    ``target_stats`` is (N, 6) as made by ``features.colour_stats``. The spread
+    is only ever shrunk or grown by at most 2x so that a near-flat image is not
+    blown up into noise.
+    """
+    to_flat = features.to_opponent(x)
+    mean = to_flat.mean(dim=(2, 3), keepdim=True)
+    std = to_flat.std(dim=(2, 3), keepdim=True, correction=0) + 1e-3
+    target_mean = target_stats[:, :3, None, None]
+    target_std = torch.exp(target_stats[:, 3:, None, None])
+    gain = (target_std / std).clamp(0.5, 2.0)
+    y = (to_flat - mean) * gain + target_mean
+    return features.from_opponent(y).clamp(0.0, 1.0)
+
+
+def correction_candidates(
+    x: torch.Tensor, corrector: torch.nn.Module, target_stats: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The alternatives tried for a batch of flagged images, by name."""
+    colour = colour_transfer(x, target_stats)
+    return {
+        "residual": corrector(x).float(),
+        "colour": colour,
+        "colour+residual": corrector(colour).float(),
+    }

@@ -1,0 +1,166 @@
+"""Style, score and correct batches of decoded images with one loaded bundle.
+
+The engine is what every runner calls: the Beam model handler, the local loop
+of the benchmarks, and the tests. It batches images of equal size together
+(mixed sizes are normal) and retries a failing batch in halves down to single
+images, so one bad image costs one error row and not its batch-mates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from stylefix_core.bundle import Bundle
+from stylefix_core.config import BatchConfig, Mode
+from stylefix_core.correction import correction_candidates
+from stylefix_core.device import inference_context, to_batch, to_pixels
+from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch, Scorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What the engine decided for one image.
+
+    ``output`` is the final image, or None where the input is to be written
+    back unchanged (qa mode, nothing corrected), so that it stays bit-identical.
+    ``scores`` holds each detector's calibrated z-score.
+    """
+
+    output: np.ndarray | None
+    scores: dict[str, float]
+    anomaly_score: float
+    threshold: float
+    is_anomaly: bool
+    reasons: tuple[str, ...]
+    corrected: bool
+    correction: str
+    score_after_correction: float
+    device: str
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """An image the models could not process, even alone."""
+
+    error_type: str
+    message: str
+    stage: str = "inference"
+
+
+Outcome = ImageResult | ImageFailure
+
+
+class Engine:
+    """Holds the bundle's networks on one device and processes batches."""
+
+    def __init__(self, bundle: Bundle, mode: Mode, device: torch.device, batch: BatchConfig):
+        self.bundle = bundle
+        self.mode = mode
+        self.device = device
+        self.batch = batch
+        for network in bundle.networks().values():
+            network.to(device)
+            if device.type == "cuda":
+                network.to(memory_format=torch.channels_last)
+        self.scorer = Scorer(bundle.autoencoder, bundle.discriminator, bundle.manifest.calibration)
+
+    def process(self, images: Sequence[np.ndarray]) -> list[Outcome]:
+        """One outcome per input image, in input order."""
+        outcomes: list[Outcome | None] = [None] * len(images)
+        for indices in self._groups(images):
+            results = run_in_halves(self._process_same_size, [images[i] for i in indices], self._on_failure)
+            for index, outcome in zip(indices, results, strict=True):
+                outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
+
+    def _groups(self, images: Sequence[np.ndarray]) -> list[list[int]]:
+        """Indices of equal-size images, cut to the batch's count and pixel limits."""
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, image in enumerate(images):
+            by_shape[image.shape].append(i)
+        groups = []
+        for shape, indices in by_shape.items():
+            per_batch = max(1, min(self.batch.max_batch_size, self.batch.max_batch_pixels // (shape[0] * shape[1])))
+            groups += [indices[i : i + per_batch] for i in range(0, len(indices), per_batch)]
+        return groups
+
+    def _on_failure(self, exc: Exception, size: int) -> None:
+        log.warning("model call on %d image(s) failed (%s: %s); retrying smaller", size, type(exc).__name__, exc)
+        if self.device.type == "cuda" and isinstance(exc, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+
+    def _process_same_size(self, images: list[np.ndarray]) -> list[ImageResult]:
+        with inference_context(self.device):
+            x = to_batch(images, self.device)
+            content = x if self.mode is Mode.STYLE else None
+            y = self.bundle.generator(x).float() if self.mode is Mode.STYLE else x
+            target = self.scorer.colour_target(content, len(images), self.device)
+            before = self.scorer(y, target)
+            best, names, after = self._correct(y, target, before)
+        return self._results(best, names, before, after, keep_input=self.mode is Mode.QA)
+
+    def _correct(
+        self, y: torch.Tensor, target: torch.Tensor, before: ScoreBatch
+    ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """Try each correction on flagged images; keep one only if it scores lower."""
+        best, after = y.clone(), before.score.clone()
+        names = [""] * y.shape[0]
+        flagged = (before.score > before.threshold).nonzero().flatten().tolist()
+        if not flagged:
+            return best, names, after
+        idx = torch.tensor(flagged, device=y.device)
+        for name, candidate in correction_candidates(y[idx], self.bundle.corrector, target[idx]).items():
+            scores = self.scorer(candidate, target[idx]).score
+            for j, i in enumerate(flagged):
+                if scores[j] < after[i]:
+                    best[i], after[i], names[i] = candidate[j], scores[j], name
+        return best, names, after
+
+    def _results(
+        self, best: torch.Tensor, names: list[str], before: ScoreBatch, after: torch.Tensor, keep_input: bool
+    ) -> list[ImageResult]:
+        pixels = to_pixels(best)
+        results = []
+        for i, image in enumerate(pixels):
+            corrected = bool(names[i])
+            results.append(
+                ImageResult(
+                    output=None if keep_input and not corrected else image,
+                    scores={d: float(before.z[d][i]) for d in DETECTORS},
+                    anomaly_score=float(before.score[i]),
+                    threshold=before.threshold,
+                    is_anomaly=bool(before.score[i] > before.threshold),
+                    reasons=tuple(before.reasons(i)),
+                    corrected=corrected,
+                    correction=names[i],
+                    score_after_correction=float(after[i]),
+                    device=str(self.device),
+                )
+            )
+        return results
+
+
+def run_in_halves(
+    fn: Callable[[list], list], items: list, on_failure: Callable[[Exception, int], None]
+) -> list:
+    """Apply ``fn`` to the whole list; on failure, to each half; alone, record it.
+
+    This is how a simulated or real out-of-memory, or one image that breaks a
+    kernel, ends as one ImageFailure instead of a lost batch.
+    """
+    try:
+        return fn(items)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a typed outcome
+        on_failure(exc, len(items))
+        if len(items) == 1:
+            return [ImageFailure(error_type=type(exc).__name__, message=str(exc) or repr(exc))]
+        middle = len(items) // 2
+        return run_in_halves(fn, items[:middle], on_failure) + run_in_halves(fn, items[middle:], on_failure)

@@ -1,0 +1,25 @@
+"""Plain torch modules. None of them knows about Beam, files or bundles.
+
+Every module takes and returns RGB float32 tensors in [0, 1], shape (N, 3, H, W),
+unless its docstring says otherwise.
+"""
+
+from stylefix_core.models.autoencoder import ConvAutoencoder
+from stylefix_core.models.corrector import ResidualCorrector
+from stylefix_core.models.discriminator import PatchDiscriminator
+from stylefix_core.models.generator import StyleGenerator
+
+ARCHITECTURES = {
+    "StyleGenerator": StyleGenerator,
+    "PatchDiscriminator": PatchDiscriminator,
+    "ConvAutoencoder": ConvAutoencoder,
+    "ResidualCorrector": ResidualCorrector,
+}
+
+__all__ = [
+    "ARCHITECTURES",
+    "ConvAutoencoder",
+    "PatchDiscriminator",
+    "ResidualCorrector",
+    "StyleGenerator",
+]

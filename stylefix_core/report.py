@@ -1,0 +1,100 @@
+"""The report and error tables: their Arrow schemas and how rows are made.
+
+The schemas are explicit so every part file has the same column types whatever
+its rows hold (an all-null column would otherwise be typed ``null``), which is
+what lets analysts read ``report/*.parquet`` as one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+
+from stylefix_core.engine import ImageResult
+from stylefix_core.records import DecodedImage, ErrorRow
+from stylefix_core.scoring.scorer import DETECTORS
+
+REPORT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("shard", pa.string()),
+        ("key", pa.string()),
+        ("source_uri", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("mode", pa.string()),
+        ("style", pa.string()),
+        ("model_version", pa.string()),
+        ("anomaly_score", pa.float64()),
+        ("threshold", pa.float64()),
+        ("is_anomaly", pa.bool_()),
+        *[(f"score_{d}", pa.float64()) for d in DETECTORS],
+        ("reasons", pa.list_(pa.string())),
+        ("corrected", pa.bool_()),
+        ("correction", pa.string()),
+        ("score_after_correction", pa.float64()),
+        ("output_uri", pa.string()),
+        ("input_sha256", pa.string()),
+        ("device", pa.string()),
+    ]
+)
+
+ERROR_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("shard", pa.string()),
+        ("key", pa.string()),
+        ("source_uri", pa.string()),
+        ("stage", pa.string()),
+        ("error_type", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+
+
+def report_row(
+    run_id: str,
+    mode: str,
+    style: str,
+    model_version: str,
+    image: DecodedImage,
+    result: ImageResult,
+    output_uri: str,
+) -> dict[str, Any]:
+    """One report row; keys and types follow REPORT_SCHEMA."""
+    height, width = image.pixels.shape[:2]
+    member = image.member
+    return {
+        "run_id": run_id,
+        "shard": member.shard,
+        "key": member.key,
+        "source_uri": member.source_uri,
+        "width": int(width),
+        "height": int(height),
+        "mode": mode,
+        "style": style,
+        "model_version": model_version,
+        "anomaly_score": result.anomaly_score,
+        "threshold": result.threshold,
+        "is_anomaly": result.is_anomaly,
+        **{f"score_{d}": result.scores[d] for d in DETECTORS},
+        "reasons": list(result.reasons),
+        "corrected": result.corrected,
+        "correction": result.correction,
+        "score_after_correction": result.score_after_correction,
+        "output_uri": output_uri,
+        "input_sha256": image.input_sha256,
+        "device": result.device,
+    }
+
+
+def error_row(row: ErrorRow) -> dict[str, Any]:
+    return asdict(row)
+
+
+def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows sorted by key, so a part file's bytes do not depend on arrival order."""
+    ordered = sorted(rows, key=lambda r: (r["key"], r.get("stage", "")))
+    return pa.Table.from_pylist(ordered, schema=schema)

@@ -1,0 +1,1 @@
+"""Anomaly scoring: raw detector values, their calibration, and the decision."""

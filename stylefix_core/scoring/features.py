@@ -1,0 +1,113 @@
+"""Image statistics that reveal one kind of damage each.
+
+All functions take RGB float tensors in [0, 1], shape (N, 3, H, W), and return
+one float per image, shape (N,), oriented so that higher is worse. They are
+pure tensor code (no models), so they run batched on any device and give the
+classical, model-free half of the anomaly score.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-6
+# RGB -> luma and two opponent chroma axes; colour statistics live in this space
+# because a colour cast moves chroma while leaving luma structure alone.
+_OPPONENT = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.5, -0.5, 0.0], [0.25, 0.25, -0.5]], dtype=torch.float32
+)
+
+
+def to_opponent(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> (N, 3, H, W) luma, red-green, yellow-blue."""
+    return torch.einsum("oc,nchw->nohw", _OPPONENT.to(x.device, x.dtype), x)
+
+
+def from_opponent(y: torch.Tensor) -> torch.Tensor:
+    inverse = torch.linalg.inv(_OPPONENT).to(y.device, y.dtype)
+    return torch.einsum("oc,nchw->nohw", inverse, y)
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) luma."""
+    return to_opponent(x)[:, :1]
+
+
+def colour_stats(x: torch.Tensor) -> torch.Tensor:
+    """(N, 6): per opponent channel, mean and log standard deviation."""
+    y = to_opponent(x).flatten(2)
+    return torch.cat([y.mean(-1), torch.log(y.std(-1, correction=0) + 1e-3)], dim=1)
+
+
+def colour_distance(stats: torch.Tensor, target: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """Diagonal Mahalanobis distance of colour statistics from their target."""
+    return torch.sqrt((((stats - target) / spread) ** 2).mean(-1))
+
+
+def _conv_luma(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    k = kernel.to(x.device, x.dtype)[None, None]
+    return F.conv2d(F.pad(luma(x), (1, 1, 1, 1), mode="replicate"), k)
+
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+_LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+# Immerkaer's mask: the difference of two Laplacians, blind to image structure
+# up to second order, so what remains is mostly noise.
+_NOISE_MASK = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+
+
+def gradient_energy(x: torch.Tensor) -> torch.Tensor:
+    """Mean gradient magnitude of luma, (N,)."""
+    gx = _conv_luma(x, _SOBEL_X)
+    gy = _conv_luma(x, _SOBEL_X.T)
+    return torch.sqrt(gx**2 + gy**2 + 1e-12).mean(dim=(1, 2, 3))
+
+
+def texture_loss(x: torch.Tensor) -> torch.Tensor:
+    """Low gradient energy relative to contrast: flat, smeared, texture lost."""
+    contrast = luma(x).flatten(1).std(-1, correction=0)
+    return -torch.log((gradient_energy(x) + 1e-4) / (contrast + 1e-3))
+
+
+def blur(x: torch.Tensor) -> torch.Tensor:
+    """Finest-scale energy (Laplacian) low relative to gradient energy: blur."""
+    fine = _conv_luma(x, _LAPLACE).abs().mean(dim=(1, 2, 3))
+    return -torch.log((fine + 1e-4) / (gradient_energy(x) + 1e-4))
+
+
+def noise_level(x: torch.Tensor) -> torch.Tensor:
+    """Log of the estimated noise standard deviation of luma."""
+    response = _conv_luma(x, _NOISE_MASK)[..., 1:-1, 1:-1].abs().mean(dim=(1, 2, 3))
+    sigma = response * math.sqrt(math.pi / 2.0) / 6.0
+    return torch.log(sigma + 1e-4)
+
+
+def checkerboard(x: torch.Tensor) -> torch.Tensor:
+    """Spectral peaks at period 2 and 4 against their neighbourhood.
+
+    Transposed-convolution and nearest up-sampling artifacts are periodic with
+    the stride, so they show as isolated peaks in the power spectrum at those
+    frequencies; noise raises the whole spectrum and so leaves the ratio alone.
+    """
+    y = luma(x.float())[:, 0]
+    height, width = (y.shape[-2] // 4) * 4, (y.shape[-1] // 4) * 4
+    if height < 8 or width < 8:
+        return torch.zeros(y.shape[0], device=y.device)
+    y = y[:, :height, :width]
+    power = torch.fft.fft2(y - y.mean(dim=(-2, -1), keepdim=True)).abs() ** 2
+    ratios = []
+    for fy, fx in ((height // 2, width // 2), (height // 2, 0), (0, width // 2), (height // 4, width // 4)):
+        peak = power[:, fy, fx]
+        rows = torch.arange(fy - 3, fy + 4, device=y.device) % height
+        cols = torch.arange(fx - 3, fx + 4, device=y.device) % width
+        neighbourhood = power[:, rows][:, :, cols].flatten(1)
+        ratios.append(torch.log((peak + 1e-8) / (neighbourhood.median(dim=1).values + 1e-8)))
+    return torch.stack(ratios, dim=1).amax(dim=1)
+
+
+def collapse(x: torch.Tensor) -> torch.Tensor:
+    """Low overall variance: the output collapsed towards a flat image."""
+    return -torch.log(x.flatten(1).std(-1, correction=0) + 1e-3)

@@ -1,0 +1,98 @@
+"""One anomaly score per image from learned and classical detectors.
+
+Each detector gives a raw value (higher is worse); the bundle's calibration
+turns it into a robust z-score against held-out reference images; the image's
+anomaly score is the largest z, and ``reasons`` are the detectors above the
+threshold. Taking the maximum keeps every detector's false-positive budget
+visible in one threshold, and makes "flagged" and "has a reason" the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stylefix_core.bundle import Calibration
+from stylefix_core.scoring import features
+
+DETECTORS = (
+    "autoencoder",
+    "discriminator",
+    "colour",
+    "texture",
+    "blur",
+    "noise",
+    "checkerboard",
+    "collapse",
+)
+# The name a person reads in the report's ``reasons`` column, per detector.
+REASONS = {
+    "autoencoder": "unlike_reference",
+    "discriminator": "off_style",
+    "colour": "colour_distortion",
+    "texture": "texture_loss",
+    "blur": "blur",
+    "noise": "noise",
+    "checkerboard": "checkerboard",
+    "collapse": "collapse",
+}
+
+
+@dataclass(frozen=True)
+class ScoreBatch:
+    """Scores of a batch of N images; every tensor has shape (N,) on the CPU."""
+
+    raw: dict[str, torch.Tensor]
+    z: dict[str, torch.Tensor]
+    score: torch.Tensor
+    threshold: float
+
+    def reasons(self, index: int) -> list[str]:
+        return [REASONS[d] for d in DETECTORS if float(self.z[d][index]) > self.threshold]
+
+
+class Scorer:
+    """Scores images with the bundle's autoencoder and discriminator plus statistics."""
+
+    def __init__(self, autoencoder: nn.Module, discriminator: nn.Module, calibration: Calibration):
+        self.autoencoder = autoencoder
+        self.discriminator = discriminator
+        self.calibration = calibration
+
+    def colour_target(self, content: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+        """Where colour statistics should sit: the content image moved by the
+        style's typical shift (style mode) or the reference set (qa mode)."""
+        cal = self.calibration
+        if content is not None:
+            return features.colour_stats(content) + torch.tensor(cal.style_shift, device=device)
+        return torch.tensor(cal.reference_stats, device=device).expand(n, -1)
+
+    def raw(self, x: torch.Tensor, colour_target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw detector values, float32, shape (N,) each, on x's device."""
+        recon = self.autoencoder(x).float()
+        x = x.float()
+        spread = torch.tensor(self.calibration.reference_spread, device=x.device)
+        return {
+            "autoencoder": torch.log(((recon - x) ** 2).mean(dim=(1, 2, 3)) + 1e-6),
+            "discriminator": -self.discriminator(x).float().mean(dim=(1, 2, 3)),
+            "colour": features.colour_distance(features.colour_stats(x), colour_target, spread),
+            "texture": features.texture_loss(x),
+            "blur": features.blur(x),
+            "noise": features.noise_level(x),
+            "checkerboard": features.checkerboard(x),
+            "collapse": features.collapse(x),
+        }
+
+    def normalise(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        detectors = self.calibration.detectors
+        return {d: (raw[d].cpu() - detectors[d].center) / detectors[d].scale for d in DETECTORS}
+
+    def __call__(self, x: torch.Tensor, colour_target: torch.Tensor) -> ScoreBatch:
+        raw = self.raw(x, colour_target)
+        z = self.normalise(raw)
+        score = torch.stack([z[d] for d in DETECTORS], dim=1).amax(dim=1)
+        return ScoreBatch(
+            raw={d: v.cpu() for d, v in raw.items()}, z=z, score=score, threshold=self.calibration.threshold
+        )

@@ -1,0 +1,59 @@
+"""Training images as tensors: random crops from a pool of decoded images."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+
+
+class CropSampler:
+    """Draws batches of random square crops, seeded, from images of any size.
+
+    Images smaller than the crop are resized up first so every image can be used.
+    """
+
+    def __init__(self, images: Sequence[torch.Tensor], crop: int, seed: int):
+        if not images:
+            raise ValueError("no training images")
+        self.images = [_at_least(img, crop) for img in images]
+        self.crop = crop
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def batch(self, size: int) -> torch.Tensor:
+        picks = torch.randint(len(self.images), (size,), generator=self.generator).tolist()
+        return torch.stack([self._crop(self.images[i]) for i in picks])
+
+    def _crop(self, image: torch.Tensor) -> torch.Tensor:
+        _, height, width = image.shape
+        top = int(torch.randint(height - self.crop + 1, (1,), generator=self.generator))
+        left = int(torch.randint(width - self.crop + 1, (1,), generator=self.generator))
+        patch = image[:, top : top + self.crop, left : left + self.crop]
+        if torch.rand(1, generator=self.generator) < 0.5:
+            patch = patch.flip(-1)
+        return patch
+
+
+def _at_least(image: torch.Tensor, size: int) -> torch.Tensor:
+    _, height, width = image.shape
+    if min(height, width) >= size:
+        return image
+    scale = size / min(height, width)
+    new = (max(size, round(height * scale)), max(size, round(width * scale)))
+    return torch.nn.functional.interpolate(image[None], size=new, mode="bilinear", align_corners=False)[0]
+
+
+def fingerprint(images: Sequence[torch.Tensor], extra: str = "") -> str:
+    """SHA-256 over the exact training pixels (quantised) and settings."""
+    digest = hashlib.sha256(extra.encode())
+    for image in images:
+        digest.update(str(tuple(image.shape)).encode())
+        digest.update((image * 255).round().to(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()

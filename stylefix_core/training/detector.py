@@ -1,0 +1,103 @@
+"""The autoencoder of the detector and the calibration of the combined score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylefix_core.bundle import Calibration, DetectorCalibration
+from stylefix_core.models import ConvAutoencoder
+from stylefix_core.scoring import features
+from stylefix_core.scoring.scorer import DETECTORS, Scorer
+from stylefix_core.training.data import CropSampler
+from stylefix_core.training.progress import Progress
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    steps: int = 300
+    batch_size: int = 8
+    crop: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+    base_channels: int = 16
+    latent_channels: int = 8
+    target_false_positive_rate: float = 0.01
+
+
+def train_autoencoder(reference: list[torch.Tensor], cfg: DetectorTrainConfig, device: torch.device) -> ConvAutoencoder:
+    """Learn to reconstruct reference crops; what it cannot reconstruct is unusual."""
+    torch.manual_seed(cfg.seed)
+    model = ConvAutoencoder(cfg.base_channels, cfg.latent_channels).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    crops = CropSampler(reference, cfg.crop, seed=cfg.seed + 2)
+    progress = Progress("autoencoder", cfg.steps, cfg.batch_size)
+    for step in range(cfg.steps):
+        x = crops.batch(cfg.batch_size).to(device)
+        loss = F.mse_loss(model(x), x)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        progress.update(step, {"mse": float(loss)})
+    return model.eval().requires_grad_(False)
+
+
+def _stack_stats(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([features.colour_stats(img[None].to(device)) for img in images]).cpu()
+
+
+def calibrate(
+    autoencoder: nn.Module,
+    discriminator: nn.Module,
+    reference_fit: list[torch.Tensor],
+    held_out: list[tuple[torch.Tensor, torch.Tensor | None]],
+    style_shift: list[float],
+    target_fpr: float,
+    device: torch.device,
+) -> Calibration:
+    """Set normalisation and threshold from held-out reference images.
+
+    ``held_out`` pairs each reference image with its content image (style
+    mode) or None (qa mode), so both modes' colour targets are calibrated.
+    Each detector is centred on its median and scaled by its MAD (robust to a
+    few odd reference images); the threshold is the (1 - target_fpr) quantile
+    of the combined score on the held-out images.
+    """
+    stats = _stack_stats(reference_fit, device)
+    provisional = Calibration(
+        detectors={d: DetectorCalibration(0.0, 1.0) for d in DETECTORS},
+        threshold=0.0,
+        target_false_positive_rate=target_fpr,
+        measured_false_positive_rate=0.0,
+        reference_stats=stats.mean(0).tolist(),
+        reference_spread=stats.std(0).clamp(min=0.02).tolist(),
+        style_shift=style_shift,
+    )
+    raw = _held_out_raw(Scorer(autoencoder, discriminator, provisional), held_out, device)
+    detectors = {}
+    for d in DETECTORS:
+        center = raw[d].median()
+        mad = (raw[d] - center).abs().median() * 1.4826
+        detectors[d] = DetectorCalibration(float(center), float(max(mad, raw[d].std() * 0.25, 1e-3)))
+    z = torch.stack([(raw[d] - detectors[d].center) / detectors[d].scale for d in DETECTORS], 1)
+    combined = z.amax(1)
+    threshold = float(torch.quantile(combined, 1.0 - target_fpr))
+    measured = float((combined > threshold).float().mean())
+    return Calibration(**{**provisional.__dict__, "detectors": detectors, "threshold": threshold, "measured_false_positive_rate": measured})
+
+
+def _held_out_raw(
+    scorer: Scorer, held_out: list[tuple[torch.Tensor, torch.Tensor | None]], device: torch.device
+) -> dict[str, torch.Tensor]:
+    rows: dict[str, list[torch.Tensor]] = {d: [] for d in DETECTORS}
+    with torch.inference_mode():
+        for image, content in held_out:
+            x = image[None].to(device)
+            target = scorer.colour_target(None if content is None else content[None].to(device), 1, device)
+            for d, value in scorer.raw(x, target).items():
+                rows[d].append(value.cpu())
+    return {d: torch.cat(v) for d, v in rows.items()}

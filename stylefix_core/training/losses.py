@@ -1,0 +1,83 @@
+"""Losses that need no pretrained network."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylefix_core.scoring import features
+
+
+class RandomFeatures(nn.Module):
+    """A frozen, randomly initialised three-scale conv net.
+
+    Gram matrices of random-filter features capture texture and colour
+    co-occurrence surprisingly well (random shallow nets are known to support
+    texture synthesis), and they need no downloaded weights. The seed fixes the
+    filters so that the loss is the same function in every run.
+    """
+
+    def __init__(self, seed: int = 0, widths: tuple[int, ...] = (32, 48, 64)):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        layers, c_in = [], 3
+        for width in widths:
+            conv = nn.Conv2d(c_in, width, 3, padding=1)
+            with torch.no_grad():
+                conv.weight.normal_(0.0, (2.0 / (9 * c_in)) ** 0.5, generator=generator)
+                conv.bias.zero_()
+            layers.append(conv)
+            c_in = width
+        self.convs = nn.ModuleList(layers)
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs, h = [], x * 2.0 - 1.0
+        for i, conv in enumerate(self.convs):
+            h = F.relu(conv(h))
+            outputs.append(h)
+            if i < len(self.convs) - 1:
+                h = F.avg_pool2d(h, 2)
+        return outputs
+
+
+def gram(features_map: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = features_map.shape
+    flat = features_map.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def style_loss(net: RandomFeatures, output: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """Gram-matrix distance at every scale, against the mean style Gram."""
+    loss = output.new_zeros(())
+    for out_f, style_f in zip(net(output), net(style), strict=True):
+        loss = loss + F.mse_loss(gram(out_f), gram(style_f).mean(0, keepdim=True).expand(out_f.shape[0], -1, -1))
+    return loss
+
+
+def structure_loss(output: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Keep the content's luma layout and edges; colour and texture are free."""
+    out_l, in_l = features.luma(output), features.luma(content)
+    coarse = F.l1_loss(F.avg_pool2d(out_l, 4), F.avg_pool2d(in_l, 4))
+    edges = F.l1_loss(_edge_map(out_l), _edge_map(in_l))
+    return coarse + edges
+
+
+def _edge_map(y: torch.Tensor) -> torch.Tensor:
+    blurred = F.avg_pool2d(y, 2)
+    gx = blurred.diff(dim=-1)[..., :-1, :]
+    gy = blurred.diff(dim=-2)[..., :, :-1]
+    return torch.sqrt(gx**2 + gy**2 + 1e-6)
+
+
+def colour_loss(output: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """Match the chroma mean and spread of the style set."""
+    chroma = [1, 2, 4, 5]
+    target = features.colour_stats(style)[:, chroma].mean(0)
+    return F.l1_loss(features.colour_stats(output)[:, chroma], target.expand(output.shape[0], -1))
+
+
+def lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss: stable on CPU-sized budgets, no saturating log."""
+    return ((logits - (1.0 if real else 0.0)) ** 2).mean()
