@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 
 def _summary_lines(summary) -> list[str]:
-    errors = ", ".join(f"{stage}: {n}" for stage, n in sorted(summary.errors_by_stage.items())) or "none"
+    errors = (
+        ", ".join(f"{stage}: {n}" for stage, n in sorted(summary.errors_by_stage.items())) or "none"
+    )
     return [
         f"StyleFix run {summary.run_id} finished in {summary.seconds:.1f}s",
         f"  shards      {summary.shards} ({summary.shards_skipped} already complete, skipped)",
@@ -35,15 +37,21 @@ def cmd_run(argv: Sequence[str]) -> int:
 def cmd_train(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="stylefix train")
     sub = parser.add_subparsers(dest="what", required=True)
-    default = sub.add_parser("default", help="train the default bundle (riso style, generated content)")
+    default = sub.add_parser(
+        "default", help="train the default bundle (riso style, generated content)"
+    )
     default.add_argument("out", help="bundle folder URL to write")
-    default.add_argument("--scale", type=float, default=1.0, help="fraction of the default step counts")
+    default.add_argument(
+        "--scale", type=float, default=1.0, help="fraction of the default step counts"
+    )
     default.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     from stylefix_core.training.default import train_default
 
     manifest = train_default(args.out, scale=args.scale, device=args.device)
-    print(f"wrote bundle {manifest.version} to {args.out} (threshold {manifest.calibration.threshold:.3f})")
+    print(
+        f"wrote bundle {manifest.version} to {args.out} (threshold {manifest.calibration.threshold:.3f})"
+    )
     return 0
 
 
@@ -61,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print("usage: stylefix {" + ",".join(COMMANDS) + "} ...", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return COMMANDS[argv[0]](argv[1:])
 
 

@@ -27,7 +27,9 @@ from stylefix_core.records import ShardSpec
 log = logging.getLogger("stylefix")
 
 
-def _pending_shards(config: JobConfig, specs: list[ShardSpec], summary: RunSummary) -> list[ShardSpec]:
+def _pending_shards(
+    config: JobConfig, specs: list[ShardSpec], summary: RunSummary
+) -> list[ShardSpec]:
     """With --resume, shards whose marker exists count as done and are not re-run."""
     if not config.resume:
         return specs
@@ -41,16 +43,23 @@ def _pending_shards(config: JobConfig, specs: list[ShardSpec], summary: RunSumma
     return pending
 
 
-def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> RunSummary:
+def run(
+    argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
+) -> RunSummary:
     """Plan shards, run the job, write the run manifest; returns the totals."""
     options = PipelineOptions(argv)
     config = to_job_config(options)
-    started, started_at = time.monotonic(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started, started_at = (
+        time.monotonic(),
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
     if config.device == "cuda":
         resolve_device("cuda")  # fail on the launcher too, before any worker starts
     bundle = load_bundle(config.bundle)  # validates manifest and weights before launch
     plan = plan_shards(config.input, config.files_per_shard)
-    summary = RunSummary(run_id=config.resolved_run_id(), output=config.output, ignored_files=len(plan.ignored))
+    summary = RunSummary(
+        run_id=config.resolved_run_id(), output=config.output, ignored_files=len(plan.ignored)
+    )
     pending = _pending_shards(config, plan.shards, summary)
     log.info("%d shard(s) planned, %d to run", len(plan.shards), len(pending))
     pipeline = test_pipeline or beam.Pipeline(options=options)
@@ -74,7 +83,9 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     run(argv)
 
 

@@ -37,11 +37,17 @@ class StyleFixModelHandler(ModelHandler[DecodedImage, PredictionResult, Engine])
         return Engine(bundle, self._config.mode, device, self._config.batch)
 
     def run_inference(
-        self, batch: Sequence[DecodedImage], model: Engine, inference_args: dict[str, Any] | None = None
+        self,
+        batch: Sequence[DecodedImage],
+        model: Engine,
+        inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         outcomes = model.process([image.pixels for image in batch])
         version = model.bundle.manifest.version
-        return [PredictionResult(image, outcome, version) for image, outcome in zip(batch, outcomes, strict=True)]
+        return [
+            PredictionResult(image, outcome, version)
+            for image, outcome in zip(batch, outcomes, strict=True)
+        ]
 
     def get_num_bytes(self, batch: Sequence[DecodedImage]) -> int:
         return sum(image.pixels.nbytes for image in batch)

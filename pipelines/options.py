@@ -20,23 +20,61 @@ class StyleFixOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:
         defaults = JobConfig(input="-", output="-")
         add = parser.add_argument
-        add("--input", default=None, help="shard URL, glob or folder (file, gs://, s3://, memory://)")
+        add(
+            "--input",
+            default=None,
+            help="shard URL, glob or folder (file, gs://, s3://, memory://)",
+        )
         add("--output", default=None, help="output prefix URL")
         add("--bundle", default="", help="model bundle folder URL; empty: the bundled default")
-        add("--mode", default=defaults.mode.value, choices=[m.value for m in Mode], help="style: style, score, correct; qa: score and correct")
+        add(
+            "--mode",
+            default=defaults.mode.value,
+            choices=[m.value for m in Mode],
+            help="style: style, score, correct; qa: score and correct",
+        )
         add("--output_format", default=defaults.output_format, choices=OUTPUT_FORMATS)
-        add("--device", default=defaults.device, choices=DEVICES, help="auto, cpu, or cuda (an error where absent)")
-        add("--run_id", default="", help="empty: derived from the settings, so re-runs write identical files")
-        add("--resume", action="store_true", default=False, help="skip shards whose completion marker exists")
-        add("--files_per_shard", type=int, default=defaults.files_per_shard, help="plain image files grouped per output part")
+        add(
+            "--device",
+            default=defaults.device,
+            choices=DEVICES,
+            help="auto, cpu, or cuda (an error where absent)",
+        )
+        add(
+            "--run_id",
+            default="",
+            help="empty: derived from the settings, so re-runs write identical files",
+        )
+        add(
+            "--resume",
+            action="store_true",
+            default=False,
+            help="skip shards whose completion marker exists",
+        )
+        add(
+            "--files_per_shard",
+            type=int,
+            default=defaults.files_per_shard,
+            help="plain image files grouped per output part",
+        )
         add("--parquet_key_column", default=defaults.parquet_key_column)
         add("--parquet_image_column", default=defaults.parquet_image_column)
         add("--max_batch_size", type=int, default=defaults.batch.max_batch_size)
         add("--max_batch_pixels", type=int, default=defaults.batch.max_batch_pixels)
-        add("--max_pixels", type=int, default=defaults.limits.max_pixels, help="refuse images with more pixels")
+        add(
+            "--max_pixels",
+            type=int,
+            default=defaults.limits.max_pixels,
+            help="refuse images with more pixels",
+        )
         add("--max_file_bytes", type=int, default=defaults.limits.max_file_bytes)
         add("--max_shard_bytes", type=int, default=defaults.limits.max_shard_bytes)
-        add("--torch_threads", type=int, default=defaults.torch_threads, help="0: torch's default per worker process")
+        add(
+            "--torch_threads",
+            type=int,
+            default=defaults.torch_threads,
+            help="0: torch's default per worker process",
+        )
 
 
 def to_job_config(options: PipelineOptions) -> JobConfig:
@@ -58,6 +96,12 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
         parquet_key_column=opts.parquet_key_column,
         parquet_image_column=opts.parquet_image_column,
         torch_threads=opts.torch_threads,
-        batch=BatchConfig(max_batch_size=opts.max_batch_size, max_batch_pixels=opts.max_batch_pixels),
-        limits=Limits(max_pixels=opts.max_pixels, max_file_bytes=opts.max_file_bytes, max_shard_bytes=opts.max_shard_bytes),
+        batch=BatchConfig(
+            max_batch_size=opts.max_batch_size, max_batch_pixels=opts.max_batch_pixels
+        ),
+        limits=Limits(
+            max_pixels=opts.max_pixels,
+            max_file_bytes=opts.max_file_bytes,
+            max_shard_bytes=opts.max_shard_bytes,
+        ),
     )

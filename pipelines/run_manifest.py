@@ -43,7 +43,9 @@ class RunSummary:
             self.errors_by_stage[stage] = self.errors_by_stage.get(stage, 0) + n
 
 
-def write_run_manifest(config: JobConfig, bundle: Manifest, summary: RunSummary, started_at: str, runner: str) -> str:
+def write_run_manifest(
+    config: JobConfig, bundle: Manifest, summary: RunSummary, started_at: str, runner: str
+) -> str:
     """Written after the job; the one output that legitimately differs between re-runs (timings)."""
     uri = storage.join(config.output, "run_manifest.json")
     document = {
@@ -52,9 +54,18 @@ def write_run_manifest(config: JobConfig, bundle: Manifest, summary: RunSummary,
         "runner": runner,
         "started_at": started_at,
         "options": config.to_dict(),
-        "bundle": {"name": bundle.name, "style": bundle.style, "version": bundle.version, "fingerprint": bundle.training_data_fingerprint, "threshold": bundle.calibration.threshold, "target_false_positive_rate": bundle.calibration.target_false_positive_rate},
+        "bundle": {
+            "name": bundle.name,
+            "style": bundle.style,
+            "version": bundle.version,
+            "fingerprint": bundle.training_data_fingerprint,
+            "threshold": bundle.calibration.threshold,
+            "target_false_positive_rate": bundle.calibration.target_false_positive_rate,
+        },
         "counts": asdict(summary),
         "python": platform.python_version(),
     }
-    storage.write_bytes_atomic(uri, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+    storage.write_bytes_atomic(
+        uri, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+    )
     return uri

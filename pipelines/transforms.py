@@ -14,6 +14,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
+from pipelines.model_handler import StyleFixModelHandler
 from stylefix_core.config import JobConfig, Mode
 from stylefix_core.engine import ImageFailure, ImageResult
 from stylefix_core.errors import StyleFixError
@@ -22,7 +23,6 @@ from stylefix_core.io import outputs, shards
 from stylefix_core.io.outputs import ShardCounts
 from stylefix_core.records import DecodedImage, ErrorRow, ReadFailure, ShardMember, ShardSpec
 from stylefix_core.report import ERROR_SCHEMA, REPORT_SCHEMA, error_row, report_row, to_table
-from pipelines.model_handler import StyleFixModelHandler
 
 NAMESPACE = "stylefix"
 REPORT, ERROR = "report", "error"
@@ -31,8 +31,18 @@ REPORT, ERROR = "report", "error"
 SEED = "seed"
 
 
-def _error(config: JobConfig, shard: str, key: str, source_uri: str, exc: BaseException, stage: str) -> tuple:
-    row = ErrorRow(config.resolved_run_id(), shard, key, source_uri, stage, type(exc).__name__, str(exc) or repr(exc))
+def _error(
+    config: JobConfig, shard: str, key: str, source_uri: str, exc: BaseException, stage: str
+) -> tuple:
+    row = ErrorRow(
+        config.resolved_run_id(),
+        shard,
+        key,
+        source_uri,
+        stage,
+        type(exc).__name__,
+        str(exc) or repr(exc),
+    )
     return shard, (ERROR, error_row(row))
 
 
@@ -48,17 +58,32 @@ class ReadShard(beam.DoFn):
         yield beam.pvalue.TaggedOutput(SEED, (spec.name, (SEED, None)))
         cfg = self._config
         try:
-            for item in shards.read_shard(spec, limits=cfg.limits, key_column=cfg.parquet_key_column, image_column=cfg.parquet_image_column):
+            for item in shards.read_shard(
+                spec,
+                limits=cfg.limits,
+                key_column=cfg.parquet_key_column,
+                image_column=cfg.parquet_image_column,
+            ):
                 if isinstance(item, ReadFailure):
                     self._failed.inc()
-                    row = ErrorRow(cfg.resolved_run_id(), item.shard, item.key, item.source_uri, item.stage, item.error_type, item.message)
+                    row = ErrorRow(
+                        cfg.resolved_run_id(),
+                        item.shard,
+                        item.key,
+                        item.source_uri,
+                        item.stage,
+                        item.error_type,
+                        item.message,
+                    )
                     yield beam.pvalue.TaggedOutput(ERROR, (item.shard, (ERROR, error_row(row))))
                 else:
                     self._read.inc()
                     yield item
         except Exception as exc:  # noqa: BLE001 - an unreadable shard is one error row
             self._failed.inc()
-            yield beam.pvalue.TaggedOutput(ERROR, _error(cfg, spec.name, "<shard>", ",".join(spec.urls[:1]), exc, "read"))
+            yield beam.pvalue.TaggedOutput(
+                ERROR, _error(cfg, spec.name, "<shard>", ",".join(spec.urls[:1]), exc, "read")
+            )
 
 
 class Decode(beam.DoFn):
@@ -75,7 +100,9 @@ class Decode(beam.DoFn):
         except (StyleFixError, ValueError, OSError) as exc:
             self._failed.inc()
             stage = exc.stage if isinstance(exc, StyleFixError) else "decode"
-            yield beam.pvalue.TaggedOutput(ERROR, _error(self._config, member.shard, member.key, member.source_uri, exc, stage))
+            yield beam.pvalue.TaggedOutput(
+                ERROR, _error(self._config, member.shard, member.key, member.source_uri, exc, stage)
+            )
             return
         yield DecodedImage(member=member, pixels=pixels, input_sha256=sha256_hex(member.data))
 
@@ -87,7 +114,10 @@ class WriteImage(beam.DoFn):
         self._config = config
         self._style = style
         self._version = model_version
-        self._counters = {name: Metrics.counter(NAMESPACE, name) for name in ("images_styled", "images_flagged", "images_corrected", "images_failed")}
+        self._counters = {
+            name: Metrics.counter(NAMESPACE, name)
+            for name in ("images_styled", "images_flagged", "images_corrected", "images_failed")
+        }
 
     def process(self, prediction: PredictionResult) -> Iterator[tuple]:
         image: DecodedImage = prediction.example
@@ -95,7 +125,23 @@ class WriteImage(beam.DoFn):
         member = image.member
         if isinstance(outcome, ImageFailure):
             self._counters["images_failed"].inc()
-            yield member.shard, (ERROR, error_row(ErrorRow(self._config.resolved_run_id(), member.shard, member.key, member.source_uri, outcome.stage, outcome.error_type, outcome.message)))
+            yield (
+                member.shard,
+                (
+                    ERROR,
+                    error_row(
+                        ErrorRow(
+                            self._config.resolved_run_id(),
+                            member.shard,
+                            member.key,
+                            member.source_uri,
+                            outcome.stage,
+                            outcome.error_type,
+                            outcome.message,
+                        )
+                    ),
+                ),
+            )
             return
         try:
             uri = self._write(image, outcome)
@@ -104,17 +150,29 @@ class WriteImage(beam.DoFn):
             yield _error(self._config, member.shard, member.key, member.source_uri, exc, "write")
             return
         self._count(outcome)
-        row = report_row(self._config.resolved_run_id(), self._config.mode.value, self._style, self._version, image, outcome, uri)
+        row = report_row(
+            self._config.resolved_run_id(),
+            self._config.mode.value,
+            self._style,
+            self._version,
+            image,
+            outcome,
+            uri,
+        )
         yield member.shard, (REPORT, row)
 
     def _write(self, image: DecodedImage, outcome: ImageResult) -> str:
         member = image.member
         if outcome.output is None:  # qa mode, unchanged: the original bytes, bit for bit
-            uri = outputs.image_uri(self._config.output, member.shard, member.key, member.ext or ".img")
+            uri = outputs.image_uri(
+                self._config.output, member.shard, member.key, member.ext or ".img"
+            )
             data = member.data
         else:
             fmt = self._config.output_format
-            uri = outputs.image_uri(self._config.output, member.shard, member.key, outputs.FORMAT_EXTENSIONS[fmt])
+            uri = outputs.image_uri(
+                self._config.output, member.shard, member.key, outputs.FORMAT_EXTENSIONS[fmt]
+            )
             data = encode_image(outcome.output, fmt, text=self._provenance(member, outcome))
         outputs.storage.write_bytes_atomic(uri, data)
         return uri
@@ -123,7 +181,8 @@ class WriteImage(beam.DoFn):
         action = "styled" if self._config.mode is Mode.STYLE else "corrected"
         return {
             "Software": "StyleFix",
-            "stylefix:action": action + ("+corrected" if outcome.corrected and action == "styled" else ""),
+            "stylefix:action": action
+            + ("+corrected" if outcome.corrected and action == "styled" else ""),
             "stylefix:style": self._style,
             "stylefix:model_version": self._version,
             "stylefix:run_id": self._config.resolved_run_id(),
@@ -145,7 +204,9 @@ class WriteShardParts(beam.DoFn):
     def __init__(self, config: JobConfig):
         self._config = config
 
-    def process(self, element: tuple[str, Iterable[tuple[str, dict | None]]]) -> Iterator[ShardCounts]:
+    def process(
+        self, element: tuple[str, Iterable[tuple[str, dict | None]]]
+    ) -> Iterator[ShardCounts]:
         shard, tagged = element
         reports = [row for tag, row in tagged if tag == REPORT]
         errors = [row for tag, row in tagged if tag == ERROR]
@@ -161,7 +222,12 @@ class WriteShardParts(beam.DoFn):
             devices=sorted({r["device"] for r in reports}),
             errors_by_stage=dict(sorted(stages.items())),
         )
-        outputs.write_shard_outputs(self._config.output, to_table(reports, REPORT_SCHEMA), to_table(errors, ERROR_SCHEMA), counts)
+        outputs.write_shard_outputs(
+            self._config.output,
+            to_table(reports, REPORT_SCHEMA),
+            to_table(errors, ERROR_SCHEMA),
+            counts,
+        )
         yield counts
 
 
@@ -176,10 +242,20 @@ class StyleFix(beam.PTransform):
 
     def expand(self, specs):
         cfg = self._config
-        read = specs | "Reshuffle" >> beam.Reshuffle() | "Read" >> beam.ParDo(ReadShard(cfg)).with_outputs(ERROR, SEED, main="members")
-        decoded = read.members | "Decode" >> beam.ParDo(Decode(cfg)).with_outputs(ERROR, main="images")
-        predictions = decoded.images | "StyleScoreCorrect" >> RunInference(StyleFixModelHandler(cfg))
-        rows = predictions | "WriteImages" >> beam.ParDo(WriteImage(cfg, self._style, self._version))
+        read = (
+            specs
+            | "Reshuffle" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(ReadShard(cfg)).with_outputs(ERROR, SEED, main="members")
+        )
+        decoded = read.members | "Decode" >> beam.ParDo(Decode(cfg)).with_outputs(
+            ERROR, main="images"
+        )
+        predictions = decoded.images | "StyleScoreCorrect" >> RunInference(
+            StyleFixModelHandler(cfg)
+        )
+        rows = predictions | "WriteImages" >> beam.ParDo(
+            WriteImage(cfg, self._style, self._version)
+        )
         return (
             (read[SEED], read[ERROR], decoded[ERROR], rows)
             | "AllRows" >> beam.Flatten()

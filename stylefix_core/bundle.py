@@ -124,12 +124,19 @@ def _parse_calibration(data: dict) -> Calibration:
     }
     if any(d.scale <= 0 for d in detectors.values()):
         raise BundleError("manifest calibration: every detector scale must be positive")
-    vectors = {k: _require(data, k, list, "calibration") for k in ("reference_stats", "reference_spread", "style_shift")}
+    vectors = {
+        k: _require(data, k, list, "calibration")
+        for k in ("reference_stats", "reference_spread", "style_shift")
+    }
     return Calibration(
         detectors=detectors,
         threshold=float(_require(data, "threshold", (int, float), "calibration")),
-        target_false_positive_rate=float(_require(data, "target_false_positive_rate", (int, float), "calibration")),
-        measured_false_positive_rate=float(_require(data, "measured_false_positive_rate", (int, float), "calibration")),
+        target_false_positive_rate=float(
+            _require(data, "target_false_positive_rate", (int, float), "calibration")
+        ),
+        measured_false_positive_rate=float(
+            _require(data, "measured_false_positive_rate", (int, float), "calibration")
+        ),
         **{k: [float(v) for v in vec] for k, vec in vectors.items()},
     )
 
@@ -156,8 +163,15 @@ def parse_manifest(text: str) -> Manifest:
             raise BundleError(f"manifest {role}: unknown architecture {arch!r}")
         weights = _require(entry, "weights", str, role)
         if "/" in weights or weights.startswith("."):
-            raise BundleError(f"manifest {role}: weights must be a plain file name, got {weights!r}")
-        models[role] = ModelEntry(arch, _require(entry, "params", dict, role), weights, _require(entry, "sha256", str, role))
+            raise BundleError(
+                f"manifest {role}: weights must be a plain file name, got {weights!r}"
+            )
+        models[role] = ModelEntry(
+            arch,
+            _require(entry, "params", dict, role),
+            weights,
+            _require(entry, "sha256", str, role),
+        )
     return Manifest(
         name=_require(data, "name", str, "top level"),
         style=_require(data, "style", str, "top level"),
@@ -173,7 +187,9 @@ def parse_manifest(text: str) -> Manifest:
 def _build_network(role: str, entry: ModelEntry, blob: bytes) -> nn.Module:
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry.sha256:
-        raise BundleError(f"{entry.weights}: sha256 {digest[:12]}... does not match the manifest ({entry.sha256[:12]}...)")
+        raise BundleError(
+            f"{entry.weights}: sha256 {digest[:12]}... does not match the manifest ({entry.sha256[:12]}...)"
+        )
     try:
         network = ARCHITECTURES[entry.arch](**entry.params)
     except TypeError as exc:
@@ -208,10 +224,15 @@ def save_bundle(url: str, manifest: Manifest, networks: dict[str, nn.Module]) ->
     models = {}
     for role in MODEL_ROLES:
         entry = manifest.models[role]
-        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in networks[role].state_dict().items()}
+        state = {
+            k: v.detach().to("cpu", torch.float32).contiguous()
+            for k, v in networks[role].state_dict().items()
+        }
         blob = save_safetensors(state)
         storage.write_bytes_atomic(storage.join(url, entry.weights), blob)
-        models[role] = ModelEntry(entry.arch, entry.params, entry.weights, hashlib.sha256(blob).hexdigest())
+        models[role] = ModelEntry(
+            entry.arch, entry.params, entry.weights, hashlib.sha256(blob).hexdigest()
+        )
     final = Manifest(**{**manifest.__dict__, "models": models})
     storage.write_bytes_atomic(storage.join(url, "manifest.json"), final.to_json().encode())
     return final

@@ -65,7 +65,9 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
-            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+            raise ValueError(
+                f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not self.input or not self.output:

@@ -20,7 +20,9 @@ def resolve_device(preference: str) -> torch.device:
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if preference == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError("device 'cuda' was requested but this worker has no usable CUDA device")
+        raise DeviceUnavailableError(
+            "device 'cuda' was requested but this worker has no usable CUDA device"
+        )
     return torch.device(preference)
 
 

@@ -71,15 +71,25 @@ class Engine:
             if device.type == "cuda":
                 network.to(memory_format=torch.channels_last)
         self.scorer = Scorer(bundle.autoencoder, bundle.discriminator, bundle.manifest.calibration)
+        # On CPU one image per network call is both faster (measured 1.1-2x at
+        # 128-256 px: the working set stays in cache) and bit-for-bit
+        # independent of how Beam happened to batch, which is what makes a
+        # re-run write identical files. GPUs need the batch to be busy.
+        self.images_per_call = 1 if device.type == "cpu" else batch.max_batch_size
 
     def process(self, images: Sequence[np.ndarray]) -> list[Outcome]:
         """One outcome per input image, in input order."""
         outcomes: list[Outcome | None] = [None] * len(images)
         for indices in self._groups(images):
-            results = run_in_halves(self._process_same_size, [images[i] for i in indices], self._on_failure)
+            results = run_in_halves(
+                self._process_same_size, [images[i] for i in indices], self._on_failure
+            )
             for index, outcome in zip(indices, results, strict=True):
                 outcomes[index] = outcome
-        return [o for o in outcomes if o is not None]
+        missing = [i for i, o in enumerate(outcomes) if o is None]
+        if missing:
+            raise AssertionError(f"engine produced no outcome for images {missing}")
+        return outcomes  # type: ignore[return-value]
 
     def _groups(self, images: Sequence[np.ndarray]) -> list[list[int]]:
         """Indices of equal-size images, cut to the batch's count and pixel limits."""
@@ -88,12 +98,18 @@ class Engine:
             by_shape[image.shape].append(i)
         groups = []
         for shape, indices in by_shape.items():
-            per_batch = max(1, min(self.batch.max_batch_size, self.batch.max_batch_pixels // (shape[0] * shape[1])))
+            by_pixels = self.batch.max_batch_pixels // (shape[0] * shape[1])
+            per_batch = max(1, min(self.images_per_call, by_pixels))
             groups += [indices[i : i + per_batch] for i in range(0, len(indices), per_batch)]
         return groups
 
     def _on_failure(self, exc: Exception, size: int) -> None:
-        log.warning("model call on %d image(s) failed (%s: %s); retrying smaller", size, type(exc).__name__, exc)
+        log.warning(
+            "model call on %d image(s) failed (%s: %s); retrying smaller",
+            size,
+            type(exc).__name__,
+            exc,
+        )
         if self.device.type == "cuda" and isinstance(exc, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
 
@@ -117,7 +133,9 @@ class Engine:
         if not flagged:
             return best, names, after
         idx = torch.tensor(flagged, device=y.device)
-        for name, candidate in correction_candidates(y[idx], self.bundle.corrector, target[idx]).items():
+        for name, candidate in correction_candidates(
+            y[idx], self.bundle.corrector, target[idx]
+        ).items():
             scores = self.scorer(candidate, target[idx]).score
             for j, i in enumerate(flagged):
                 if scores[j] < after[i]:
@@ -125,7 +143,12 @@ class Engine:
         return best, names, after
 
     def _results(
-        self, best: torch.Tensor, names: list[str], before: ScoreBatch, after: torch.Tensor, keep_input: bool
+        self,
+        best: torch.Tensor,
+        names: list[str],
+        before: ScoreBatch,
+        after: torch.Tensor,
+        keep_input: bool,
     ) -> list[ImageResult]:
         pixels = to_pixels(best)
         results = []
@@ -163,4 +186,6 @@ def run_in_halves(
         if len(items) == 1:
             return [ImageFailure(error_type=type(exc).__name__, message=str(exc) or repr(exc))]
         middle = len(items) // 2
-        return run_in_halves(fn, items[:middle], on_failure) + run_in_halves(fn, items[middle:], on_failure)
+        return run_in_halves(fn, items[:middle], on_failure) + run_in_halves(
+            fn, items[middle:], on_failure
+        )

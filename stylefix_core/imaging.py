@@ -91,7 +91,10 @@ def decode_image(data: bytes, limits: Limits) -> np.ndarray:
       :class:`DecodeError`.
     * ``width * height`` as declared in the header is checked against
       ``limits.max_pixels`` before pixel data is decoded (decompression bombs),
-      raising :class:`InputLimitError`.
+      raising :class:`InputLimitError`. Headers are parsed without Pillow's
+      global ``MAX_IMAGE_PIXELS`` guard; only Pillow's TIFF and GIF loaders
+      re-apply it while loading (an error above ~179 M pixels by default), so
+      a ``max_pixels`` above that cannot admit larger TIFF/GIF images.
     * Truncated PNG and JPEG files are detected from their structure (missing
       ``IEND`` chunk / end-of-image marker), so the outcome does not depend on
       Pillow's ``LOAD_TRUNCATED_IMAGES`` global; other formats rely on Pillow's

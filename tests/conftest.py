@@ -17,10 +17,9 @@ os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
 from collections.abc import Iterator  # noqa: E402
 
-import pytest  # noqa: E402
-
 # tests/ has no __init__.py, so pytest puts it on sys.path for this conftest.
 import object_stores  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -76,11 +76,15 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def write_shard_outputs(output: str, report: pa.Table, errors: pa.Table, counts: ShardCounts) -> None:
+def write_shard_outputs(
+    output: str, report: pa.Table, errors: pa.Table, counts: ShardCounts
+) -> None:
     """Both parts, then the marker: a marker means the shard is complete."""
     storage.write_bytes_atomic(report_part_uri(output, counts.shard), parquet_bytes(report))
     storage.write_bytes_atomic(error_part_uri(output, counts.shard), parquet_bytes(errors))
-    storage.write_bytes_atomic(marker_uri(output, counts.shard), json.dumps(asdict(counts), sort_keys=True).encode())
+    storage.write_bytes_atomic(
+        marker_uri(output, counts.shard), json.dumps(asdict(counts), sort_keys=True).encode()
+    )
 
 
 def read_marker(output: str, shard: str) -> ShardCounts | None:

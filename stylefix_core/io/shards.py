@@ -52,7 +52,9 @@ PARQUET_BATCH_ROWS = 64
 
 _IMAGE_FIELDS = frozenset(ext[1:] for ext in IMAGE_EXTENSIONS)
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._=+-]")
+# What a damaged or truncated shard raises while it is parsed.
 _TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
+_PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError)
 _EXAMPLES_LOGGED = 5
 
 Item = ShardMember | ReadFailure
@@ -219,7 +221,9 @@ def _open_shard(
             yield from read(raw)
     except InputLimitError as exc:
         yield _failure(spec, SHARD_KEY, url, "InputLimitError", str(exc))
-    except OSError as exc:
+    except Exception as exc:
+        if not storage.is_storage_error(exc):
+            raise
         message = f"cannot open shard: {type(exc).__name__}: {storage.redact(str(exc))}"
         yield _failure(spec, SHARD_KEY, url, "ShardReadError", message)
 
@@ -295,7 +299,9 @@ class _TarReader:
                     raise tarfile.ReadError(
                         f"archive ends without an end-of-archive block ({stop})"
                     )
-        except _TAR_ERRORS as exc:
+        except Exception as exc:
+            if not (isinstance(exc, _TAR_ERRORS) or storage.is_storage_error(exc)):
+                raise
             yield from self._broken(exc)
             return
         yield from self._finish_group()
@@ -495,8 +501,13 @@ class _ParquetReader:
                 for offset in range(batch.num_rows):
                     yield self._row(row + offset, {n: v[offset] for n, v in values.items()})
                 row += batch.num_rows
-        except (ShardReadError, pa.ArrowException, OSError, ValueError) as exc:
-            message = f"unreadable parquet shard after {row} row(s): {exc}"
+        except ShardReadError as exc:
+            message = f"unusable parquet shard: {exc}"
+            yield _failure(self.spec, SHARD_KEY, self.url, "ShardReadError", message)
+        except Exception as exc:
+            if not (isinstance(exc, _PARQUET_ERRORS) or storage.is_storage_error(exc)):
+                raise
+            message = f"unreadable parquet shard after {row} row(s): {type(exc).__name__}: {exc}"
             yield _failure(self.spec, SHARD_KEY, self.url, "ShardReadError", message)
 
     def _columns(self, schema: pa.Schema) -> list[str]:
@@ -547,16 +558,17 @@ def _field_type(schema: pa.Schema, name: str) -> pa.DataType | None:
 
 
 def _is_text(dtype: pa.DataType) -> bool:
-    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or dtype == pa.string_view()
+    checks = ("is_string", "is_large_string", "is_string_view")  # views: pyarrow >= 16
+    return any(getattr(pa.types, check, _never)(dtype) for check in checks)
 
 
 def _is_bytes(dtype: pa.DataType) -> bool:
-    return (
-        pa.types.is_binary(dtype)
-        or pa.types.is_large_binary(dtype)
-        or pa.types.is_fixed_size_binary(dtype)
-        or dtype == pa.binary_view()
-    )
+    checks = ("is_binary", "is_large_binary", "is_fixed_size_binary", "is_binary_view")
+    return any(getattr(pa.types, check, _never)(dtype) for check in checks)
+
+
+def _never(_: pa.DataType) -> bool:
+    return False
 
 
 def _row_metadata(values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -594,7 +606,9 @@ def _read_file(spec: ShardSpec, url: str, key: str, limits: Limits) -> Item:
         data = storage.read_bytes(url, max_bytes=limits.max_file_bytes)
     except InputLimitError as exc:
         return _failure(spec, key, url, "InputLimitError", str(exc))
-    except OSError as exc:
+    except Exception as exc:
+        if not storage.is_storage_error(exc):
+            raise
         return _failure(spec, key, url, type(exc).__name__, storage.redact(str(exc)))
     return ShardMember(
         shard=spec.name,

@@ -21,6 +21,7 @@ writes raise :class:`OutputWriteError`.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -332,11 +333,20 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, _PERMANENT_OS_ERRORS):
         return False
-    if isinstance(exc, OSError):  # includes ConnectionError and TimeoutError
+    if isinstance(exc, (OSError, asyncio.TimeoutError)):  # OSError covers ConnectionError
         return True
     if _http_status(exc) in TRANSIENT_HTTP_STATUS:
         return True
     return _is_library_transient(exc)
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` came from talking to storage (OS, HTTP or client library).
+
+    Readers turn these into failure rows after retries; anything else is a bug
+    and propagates.
+    """
+    return isinstance(exc, OSError) or _http_status(exc) is not None or is_transient(exc)
 
 
 def _http_status(exc: BaseException) -> int | None:

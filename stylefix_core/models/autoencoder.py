@@ -9,7 +9,9 @@ from stylefix_core.models.layers import pad_to_multiple
 
 
 def _down(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)
+    )
 
 
 def _up(c_in: int, c_out: int) -> nn.Sequential:

@@ -18,7 +18,10 @@ class ResidualCorrector(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(inplace=True)]
         for d in dilations:
-            layers += [nn.Conv2d(channels, channels, 3, padding=d, dilation=d), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, channels, 3, padding=d, dilation=d),
+                nn.ReLU(inplace=True),
+            ]
         last = nn.Conv2d(channels, 3, 3, padding=1)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)

@@ -14,6 +14,9 @@ class StyleGenerator(nn.Module):
     Two stride-2 stages down, ``n_residual`` blocks at quarter resolution, two
     resize-convolution stages up. The output goes through a sigmoid so it is a
     valid image in [0, 1] without clamping gradients away during training.
+    The decoder predicts a change to the input's logits, not the image itself,
+    and starts at zero: an untrained generator is the identity, so training
+    spends its (CPU-sized) budget on the style, not on relearning the layout.
     Any input size works: the input is padded to a multiple of 4 and the
     output cropped back.
     """
@@ -33,8 +36,10 @@ class StyleGenerator(nn.Module):
             nn.ReplicationPad2d(4),
             nn.Conv2d(c, 3, 9),
         )
+        nn.init.zeros_(self.decoder[-1].weight)
+        nn.init.zeros_(self.decoder[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, (height, width) = pad_to_multiple(x, 4)
-        y = self.decoder(self.residual(self.encoder(padded * 2.0 - 1.0)))
-        return torch.sigmoid(y[..., :height, :width])
+        padded, (height, width) = pad_to_multiple(x, 4, minimum=8)
+        change = self.decoder(self.residual(self.encoder(padded * 2.0 - 1.0)))[..., :height, :width]
+        return torch.sigmoid(torch.logit(x.clamp(0.0, 1.0), eps=1e-3) + change)

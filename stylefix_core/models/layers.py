@@ -7,15 +7,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad H and W up to a multiple so strided encoders and decoders line up.
+def pad_to_multiple(
+    x: torch.Tensor, multiple: int, minimum: int = 0
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad H and W up to a multiple (and at least ``minimum``) so strided
+    encoders and decoders line up and instance norm always has more than one
+    value per channel at the coarsest scale.
 
     Replicate padding (not reflect) so that images smaller than the pad, down
     to 1x1, still work. Returns the padded tensor and the original (H, W).
     """
     height, width = x.shape[-2:]
-    pad_h = (-height) % multiple
-    pad_w = (-width) % multiple
+    pad_h = max((-height) % multiple, minimum - height)
+    pad_w = max((-width) % multiple, minimum - width)
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     return x, (height, width)

@@ -42,7 +42,9 @@ def colour_stats(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([y.mean(-1), torch.log(y.std(-1, correction=0) + 1e-3)], dim=1)
 
 
-def colour_distance(stats: torch.Tensor, target: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+def colour_distance(
+    stats: torch.Tensor, target: torch.Tensor, spread: torch.Tensor
+) -> torch.Tensor:
     """Diagonal Mahalanobis distance of colour statistics from their target."""
     return torch.sqrt((((stats - target) / spread) ** 2).mean(-1))
 
@@ -99,7 +101,12 @@ def checkerboard(x: torch.Tensor) -> torch.Tensor:
     y = y[:, :height, :width]
     power = torch.fft.fft2(y - y.mean(dim=(-2, -1), keepdim=True)).abs() ** 2
     ratios = []
-    for fy, fx in ((height // 2, width // 2), (height // 2, 0), (0, width // 2), (height // 4, width // 4)):
+    for fy, fx in (
+        (height // 2, width // 2),
+        (height // 2, 0),
+        (0, width // 2),
+        (height // 4, width // 4),
+    ):
         peak = power[:, fy, fx]
         rows = torch.arange(fy - 3, fy + 4, device=y.device) % height
         cols = torch.arange(fx - 3, fx + 4, device=y.device) % width

@@ -40,6 +40,12 @@ REASONS = {
 }
 
 
+# Detectors where a departure either way from the reference is an anomaly: the
+# discriminator's logit on healthy outputs sits in a band, and images that are
+# "more real than real" to it are as off-style as those it rejects.
+TWO_SIDED = frozenset({"discriminator"})
+
+
 @dataclass(frozen=True)
 class ScoreBatch:
     """Scores of a batch of N images; every tensor has shape (N,) on the CPU."""
@@ -53,6 +59,15 @@ class ScoreBatch:
         return [REASONS[d] for d in DETECTORS if float(self.z[d][index]) > self.threshold]
 
 
+def normalise(raw: dict[str, torch.Tensor], detectors: dict) -> dict[str, torch.Tensor]:
+    """Calibrated z per detector (CPU tensors); two-sided detectors use |z|."""
+    z = {}
+    for d in DETECTORS:
+        value = (raw[d].cpu() - detectors[d].center) / detectors[d].scale
+        z[d] = value.abs() if d in TWO_SIDED else value
+    return z
+
+
 class Scorer:
     """Scores images with the bundle's autoencoder and discriminator plus statistics."""
 
@@ -61,7 +76,9 @@ class Scorer:
         self.discriminator = discriminator
         self.calibration = calibration
 
-    def colour_target(self, content: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+    def colour_target(
+        self, content: torch.Tensor | None, n: int, device: torch.device
+    ) -> torch.Tensor:
         """Where colour statistics should sit: the content image moved by the
         style's typical shift (style mode) or the reference set (qa mode)."""
         cal = self.calibration
@@ -86,13 +103,15 @@ class Scorer:
         }
 
     def normalise(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        detectors = self.calibration.detectors
-        return {d: (raw[d].cpu() - detectors[d].center) / detectors[d].scale for d in DETECTORS}
+        return normalise(raw, self.calibration.detectors)
 
     def __call__(self, x: torch.Tensor, colour_target: torch.Tensor) -> ScoreBatch:
         raw = self.raw(x, colour_target)
         z = self.normalise(raw)
         score = torch.stack([z[d] for d in DETECTORS], dim=1).amax(dim=1)
         return ScoreBatch(
-            raw={d: v.cpu() for d, v in raw.items()}, z=z, score=score, threshold=self.calibration.threshold
+            raw={d: v.cpu() for d, v in raw.items()},
+            z=z,
+            score=score,
+            threshold=self.calibration.threshold,
         )

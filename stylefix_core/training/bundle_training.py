@@ -24,19 +24,25 @@ class BundleTrainConfig:
     name: str = "stylefix-default"
     style_name: str = "riso"
     seed: int = 0
-    held_out_fraction: float = 0.25
+    held_out_fraction: float = 0.33
     style: StyleTrainConfig = field(default_factory=StyleTrainConfig)
     detector: DetectorTrainConfig = field(default_factory=DetectorTrainConfig)
     corrector: CorrectorTrainConfig = field(default_factory=CorrectorTrainConfig)
 
 
-def _apply(network: torch.nn.Module, images: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+def _apply(
+    network: torch.nn.Module, images: list[torch.Tensor], device: torch.device
+) -> list[torch.Tensor]:
     with torch.inference_mode():
         return [network(img[None].to(device))[0].cpu().clone() for img in images]
 
 
 def train_bundle(
-    content: list[torch.Tensor], style: list[torch.Tensor], out_url: str, cfg: BundleTrainConfig, device: torch.device
+    content: list[torch.Tensor],
+    style: list[torch.Tensor],
+    out_url: str,
+    cfg: BundleTrainConfig,
+    device: torch.device,
 ) -> Manifest:
     """Style first, then the detector and corrector on the generator's own outputs.
 
@@ -51,13 +57,25 @@ def train_bundle(
     reference = _apply(styled.generator, fit_content, device)
     held_reference = _apply(styled.generator, held_content, device)
     with torch.inference_mode():
-        shift = torch.cat([features.colour_stats(r[None]) - features.colour_stats(c[None]) for r, c in zip(reference, fit_content, strict=True)])
+        shift = torch.cat(
+            [
+                features.colour_stats(r[None]) - features.colour_stats(c[None])
+                for r, c in zip(reference, fit_content, strict=True)
+            ]
+        )
     autoencoder = train_autoencoder(reference, cfg.detector, device)
     corrector = train_corrector(reference, cfg.corrector, device)
-    held_out = [(r, c) for r, c in zip(held_reference, held_content, strict=True)] + [(r, None) for r in held_reference]
+    held_out = [(r, c) for r, c in zip(held_reference, held_content, strict=True)] + [
+        (r, None) for r in held_reference
+    ]
     calibration = calibrate(
-        autoencoder, styled.discriminator, reference, held_out, shift.mean(0).tolist(),
-        cfg.detector.target_false_positive_rate, device,
+        autoencoder,
+        styled.discriminator,
+        reference,
+        held_out,
+        shift.mean(0).tolist(),
+        cfg.detector.target_false_positive_rate,
+        device,
     )
     data_fingerprint = fingerprint(content + style, extra=repr(asdict(cfg)))
     manifest = Manifest(
@@ -77,14 +95,39 @@ def train_bundle(
             "device": str(device),
         },
     )
-    networks = {"generator": styled.generator, "discriminator": styled.discriminator, "autoencoder": autoencoder, "corrector": corrector}
+    networks = {
+        "generator": styled.generator,
+        "discriminator": styled.discriminator,
+        "autoencoder": autoencoder,
+        "corrector": corrector,
+    }
     return save_bundle(out_url, manifest, networks)
 
 
 def _model_entries(cfg: BundleTrainConfig) -> dict[str, ModelEntry]:
     return {
-        "generator": ModelEntry("StyleGenerator", {"base_channels": cfg.style.base_channels, "n_residual": cfg.style.n_residual}, "generator.safetensors", ""),
-        "discriminator": ModelEntry("PatchDiscriminator", {"base_channels": cfg.style.base_channels}, "discriminator.safetensors", ""),
-        "autoencoder": ModelEntry("ConvAutoencoder", {"base_channels": cfg.detector.base_channels, "latent_channels": cfg.detector.latent_channels}, "autoencoder.safetensors", ""),
-        "corrector": ModelEntry("ResidualCorrector", {"channels": cfg.corrector.channels}, "corrector.safetensors", ""),
+        "generator": ModelEntry(
+            "StyleGenerator",
+            {"base_channels": cfg.style.base_channels, "n_residual": cfg.style.n_residual},
+            "generator.safetensors",
+            "",
+        ),
+        "discriminator": ModelEntry(
+            "PatchDiscriminator",
+            {"base_channels": cfg.style.base_channels},
+            "discriminator.safetensors",
+            "",
+        ),
+        "autoencoder": ModelEntry(
+            "ConvAutoencoder",
+            {
+                "base_channels": cfg.detector.base_channels,
+                "latent_channels": cfg.detector.latent_channels,
+            },
+            "autoencoder.safetensors",
+            "",
+        ),
+        "corrector": ModelEntry(
+            "ResidualCorrector", {"channels": cfg.corrector.channels}, "corrector.safetensors", ""
+        ),
     }

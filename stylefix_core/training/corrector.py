@@ -25,7 +25,9 @@ class CorrectorTrainConfig:
     kinds: tuple[str, ...] = ()  # empty: inject.CORRECTOR_TRAINING_KINDS
 
 
-def train_corrector(reference: Sequence[torch.Tensor], cfg: CorrectorTrainConfig, device: torch.device) -> ResidualCorrector:
+def train_corrector(
+    reference: Sequence[torch.Tensor], cfg: CorrectorTrainConfig, device: torch.device
+) -> ResidualCorrector:
     """Learn R so that x_damaged + R(x_damaged) is close to the clean image.
 
     A quarter of each batch is left clean, which teaches R to leave good
@@ -45,7 +47,7 @@ def train_corrector(reference: Sequence[torch.Tensor], cfg: CorrectorTrainConfig
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        progress.update(step, {"l1": float(loss)})
+        progress.update(step, {"l1": float(loss.detach())})
     return model.eval().requires_grad_(False)
 
 

@@ -47,7 +47,9 @@ def _at_least(image: torch.Tensor, size: int) -> torch.Tensor:
         return image
     scale = size / min(height, width)
     new = (max(size, round(height * scale)), max(size, round(width * scale)))
-    return torch.nn.functional.interpolate(image[None], size=new, mode="bilinear", align_corners=False)[0]
+    return torch.nn.functional.interpolate(
+        image[None], size=new, mode="bilinear", align_corners=False
+    )[0]
 
 
 def fingerprint(images: Sequence[torch.Tensor], extra: str = "") -> str:

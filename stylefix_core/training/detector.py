@@ -11,7 +11,7 @@ from torch import nn
 from stylefix_core.bundle import Calibration, DetectorCalibration
 from stylefix_core.models import ConvAutoencoder
 from stylefix_core.scoring import features
-from stylefix_core.scoring.scorer import DETECTORS, Scorer
+from stylefix_core.scoring.scorer import DETECTORS, TWO_SIDED, Scorer, normalise
 from stylefix_core.training.data import CropSampler
 from stylefix_core.training.progress import Progress
 
@@ -28,7 +28,9 @@ class DetectorTrainConfig:
     target_false_positive_rate: float = 0.01
 
 
-def train_autoencoder(reference: list[torch.Tensor], cfg: DetectorTrainConfig, device: torch.device) -> ConvAutoencoder:
+def train_autoencoder(
+    reference: list[torch.Tensor], cfg: DetectorTrainConfig, device: torch.device
+) -> ConvAutoencoder:
     """Learn to reconstruct reference crops; what it cannot reconstruct is unusual."""
     torch.manual_seed(cfg.seed)
     model = ConvAutoencoder(cfg.base_channels, cfg.latent_channels).to(device)
@@ -41,7 +43,7 @@ def train_autoencoder(reference: list[torch.Tensor], cfg: DetectorTrainConfig, d
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        progress.update(step, {"mse": float(loss)})
+        progress.update(step, {"mse": float(loss.detach())})
     return model.eval().requires_grad_(False)
 
 
@@ -63,9 +65,11 @@ def calibrate(
 
     ``held_out`` pairs each reference image with its content image (style
     mode) or None (qa mode), so both modes' colour targets are calibrated.
-    Each detector is centred on its median and scaled by its MAD (robust to a
-    few odd reference images); the threshold is the (1 - target_fpr) quantile
-    of the combined score on the held-out images.
+    Each detector is centred on its median and scaled so that both its MAD
+    and its upper tail (98th percentile) look like a unit normal's; equalising
+    the tails keeps one heavy-tailed detector from owning the whole
+    false-positive budget of the max-combined score. The threshold is the
+    (1 - target_fpr) quantile of the combined score on the held-out images.
     """
     stats = _stack_stats(reference_fit, device)
     provisional = Calibration(
@@ -78,16 +82,27 @@ def calibrate(
         style_shift=style_shift,
     )
     raw = _held_out_raw(Scorer(autoencoder, discriminator, provisional), held_out, device)
-    detectors = {}
-    for d in DETECTORS:
-        center = raw[d].median()
-        mad = (raw[d] - center).abs().median() * 1.4826
-        detectors[d] = DetectorCalibration(float(center), float(max(mad, raw[d].std() * 0.25, 1e-3)))
-    z = torch.stack([(raw[d] - detectors[d].center) / detectors[d].scale for d in DETECTORS], 1)
-    combined = z.amax(1)
+    detectors = {d: _robust_scale(raw[d], two_sided=d in TWO_SIDED) for d in DETECTORS}
+    z = normalise(raw, detectors)
+    combined = torch.stack([z[d] for d in DETECTORS], 1).amax(1)
     threshold = float(torch.quantile(combined, 1.0 - target_fpr))
     measured = float((combined > threshold).float().mean())
-    return Calibration(**{**provisional.__dict__, "detectors": detectors, "threshold": threshold, "measured_false_positive_rate": measured})
+    return Calibration(
+        **{
+            **provisional.__dict__,
+            "detectors": detectors,
+            "threshold": threshold,
+            "measured_false_positive_rate": measured,
+        }
+    )
+
+
+def _robust_scale(values: torch.Tensor, two_sided: bool) -> DetectorCalibration:
+    center = values.median()
+    spread = (values - center).abs() if two_sided else values - center
+    mad = spread.abs().median() * 1.4826
+    tail = torch.quantile(spread, 0.98) / 2.054  # the 98th percentile of a unit normal
+    return DetectorCalibration(float(center), float(max(mad, tail, 1e-3)))
 
 
 def _held_out_raw(
@@ -97,7 +112,9 @@ def _held_out_raw(
     with torch.inference_mode():
         for image, content in held_out:
             x = image[None].to(device)
-            target = scorer.colour_target(None if content is None else content[None].to(device), 1, device)
+            target = scorer.colour_target(
+                None if content is None else content[None].to(device), 1, device
+            )
             for d, value in scorer.raw(x, target).items():
                 rows[d].append(value.cpu())
     return {d: torch.cat(v) for d, v in rows.items()}

@@ -18,7 +18,7 @@ class RandomFeatures(nn.Module):
     filters so that the loss is the same function in every run.
     """
 
-    def __init__(self, seed: int = 0, widths: tuple[int, ...] = (32, 48, 64)):
+    def __init__(self, seed: int = 0, widths: tuple[int, ...] = (64, 96, 128)):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
         layers, c_in = [], 3
@@ -43,8 +43,10 @@ class RandomFeatures(nn.Module):
 
 
 def gram(features_map: torch.Tensor) -> torch.Tensor:
+    """Centred Gram (feature covariance): texture without the mean's dominance."""
     n, c, h, w = features_map.shape
     flat = features_map.reshape(n, c, h * w)
+    flat = flat - flat.mean(-1, keepdim=True)
     return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
@@ -52,7 +54,9 @@ def style_loss(net: RandomFeatures, output: torch.Tensor, style: torch.Tensor) -
     """Gram-matrix distance at every scale, against the mean style Gram."""
     loss = output.new_zeros(())
     for out_f, style_f in zip(net(output), net(style), strict=True):
-        loss = loss + F.mse_loss(gram(out_f), gram(style_f).mean(0, keepdim=True).expand(out_f.shape[0], -1, -1))
+        target = gram(style_f).mean(0, keepdim=True).expand(out_f.shape[0], -1, -1)
+        scale = target.abs().mean() + 1e-8
+        loss = loss + F.mse_loss(gram(out_f), target) / scale**2
     return loss
 
 
@@ -72,10 +76,9 @@ def _edge_map(y: torch.Tensor) -> torch.Tensor:
 
 
 def colour_loss(output: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-    """Match the chroma mean and spread of the style set."""
-    chroma = [1, 2, 4, 5]
-    target = features.colour_stats(style)[:, chroma].mean(0)
-    return F.l1_loss(features.colour_stats(output)[:, chroma], target.expand(output.shape[0], -1))
+    """Match the mean and spread of luma and chroma of the style set."""
+    target = features.colour_stats(style).mean(0)
+    return F.l1_loss(features.colour_stats(output), target.expand(output.shape[0], -1))
 
 
 def lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:

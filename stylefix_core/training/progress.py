@@ -30,4 +30,12 @@ class Progress:
         rate = done * self.images_per_step / max(elapsed, 1e-9)
         eta = elapsed / done * (self.total_steps - done)
         shown = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
-        log.info("%s step %d/%d %s %.1f img/s eta %.0fs", self.name, done, self.total_steps, shown, rate, eta)
+        log.info(
+            "%s step %d/%d %s %.1f img/s eta %.0fs",
+            self.name,
+            done,
+            self.total_steps,
+            shown,
+            rate,
+            eta,
+        )

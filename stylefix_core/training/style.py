@@ -8,23 +8,29 @@ import torch
 
 from stylefix_core.models import PatchDiscriminator, StyleGenerator
 from stylefix_core.training.data import CropSampler
-from stylefix_core.training.losses import RandomFeatures, colour_loss, lsgan, structure_loss, style_loss
+from stylefix_core.training.losses import (
+    RandomFeatures,
+    colour_loss,
+    lsgan,
+    structure_loss,
+    style_loss,
+)
 from stylefix_core.training.progress import Progress
 
 
 @dataclass(frozen=True)
 class StyleTrainConfig:
-    steps: int = 400
+    steps: int = 800
     batch_size: int = 4
     crop: int = 64
     lr: float = 2e-3
     seed: int = 0
     base_channels: int = 16
     n_residual: int = 3
-    weight_style: float = 40.0
-    weight_structure: float = 4.0
-    weight_colour: float = 2.0
-    weight_adversarial: float = 0.05
+    weight_style: float = 0.3
+    weight_structure: float = 1.0
+    weight_colour: float = 50.0
+    weight_adversarial: float = 0.1
 
 
 @dataclass
@@ -35,7 +41,10 @@ class StyleModels:
 
 
 def train_style(
-    content: list[torch.Tensor], style: list[torch.Tensor], cfg: StyleTrainConfig, device: torch.device
+    content: list[torch.Tensor],
+    style: list[torch.Tensor],
+    cfg: StyleTrainConfig,
+    device: torch.device,
 ) -> StyleModels:
     """Train G to carry content into the style of the style images; D learns the style's patches.
 

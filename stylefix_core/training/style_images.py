@@ -13,7 +13,8 @@ import numpy as np
 from stylefix_core.synthetic import make_asset
 
 _PALETTE = np.array(
-    [[0.13, 0.16, 0.33], [0.10, 0.50, 0.52], [0.93, 0.42, 0.36], [0.96, 0.92, 0.82]], dtype=np.float32
+    [[0.13, 0.16, 0.33], [0.10, 0.50, 0.52], [0.93, 0.42, 0.36], [0.96, 0.92, 0.82]],
+    dtype=np.float32,
 )
 
 

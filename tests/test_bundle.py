@@ -1,0 +1,99 @@
+"""Bundle round trip, validation, and refusal of tampered or malformed bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylefix_core.bundle import MODEL_ROLES, load_bundle, parse_manifest, save_bundle
+from stylefix_core.errors import BundleError
+
+
+@pytest.fixture(scope="module")
+def default_bundle():
+    return load_bundle("")
+
+
+def test_default_bundle_is_trained_and_calibrated(default_bundle):
+    manifest = default_bundle.manifest
+    assert manifest.training_data_fingerprint.startswith("sha256:")
+    assert manifest.training["content_images"] > 0
+    cal = manifest.calibration
+    assert 0 < cal.target_false_positive_rate < 0.1
+    assert cal.measured_false_positive_rate <= 2 * cal.target_false_positive_rate + 0.02
+    # trained weights differ from a fresh initialisation of the same architecture
+    fresh = type(default_bundle.corrector)(**manifest.models["corrector"].params)
+    last_trained = list(default_bundle.corrector.parameters())[-2]
+    last_fresh = list(fresh.parameters())[-2]
+    assert not torch.equal(last_trained, last_fresh)
+
+
+@pytest.mark.parametrize("root", ["local", "memory"])
+def test_round_trip_keeps_weights_and_manifest(default_bundle, tmp_path, root):
+    url = str(tmp_path / "copy") if root == "local" else "memory://bundles/copy"
+    written = save_bundle(url, default_bundle.manifest, default_bundle.networks())
+    loaded = load_bundle(url)
+    assert loaded.manifest == written
+    for role in MODEL_ROLES:
+        for (name, a), (_, b) in zip(
+            getattr(default_bundle, role).state_dict().items(),
+            getattr(loaded, role).state_dict().items(),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b, msg=f"{role}.{name}")
+
+
+def _copy(default_bundle, tmp_path: Path) -> Path:
+    save_bundle(str(tmp_path / "b"), default_bundle.manifest, default_bundle.networks())
+    return tmp_path / "b"
+
+
+def test_tampered_weights_are_refused(default_bundle, tmp_path):
+    folder = _copy(default_bundle, tmp_path)
+    blob = bytearray((folder / "corrector.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (folder / "corrector.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(BundleError, match="does not match the manifest"):
+        load_bundle(str(folder))
+
+
+def test_missing_weights_and_missing_bundle_are_clear_errors(default_bundle, tmp_path):
+    folder = _copy(default_bundle, tmp_path)
+    (folder / "autoencoder.safetensors").unlink()
+    with pytest.raises(BundleError, match="autoencoder.safetensors not found"):
+        load_bundle(str(folder))
+    with pytest.raises(BundleError, match="no bundle at"):
+        load_bundle(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.pop("calibration"), "missing field 'calibration'"),
+        (lambda m: m["models"]["generator"].update(arch="os.system"), "unknown architecture"),
+        (lambda m: m["models"]["corrector"].update(weights="../../etc/passwd"), "plain file name"),
+        (
+            lambda m: m["calibration"]["detectors"]["noise"].update(scale=0),
+            "scale must be positive",
+        ),
+        (lambda m: m.update(format_version=99), "format_version"),
+        (lambda m: m["models"].pop("discriminator"), "missing"),
+    ],
+)
+def test_malformed_manifests_name_the_problem(default_bundle, edit, message):
+    data = json.loads(default_bundle.manifest.to_json())
+    edit(data)
+    with pytest.raises(BundleError, match=message):
+        parse_manifest(json.dumps(data))
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused(default_bundle, tmp_path):
+    folder = _copy(default_bundle, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["models"]["generator"]["params"]["base_channels"] = 8
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="do not fit"):
+        load_bundle(str(folder))

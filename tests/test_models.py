@@ -1,0 +1,66 @@
+"""The four networks: shapes at any size, pixel range, batch independence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stylefix_core.models import (
+    ConvAutoencoder,
+    PatchDiscriminator,
+    ResidualCorrector,
+    StyleGenerator,
+)
+
+IMAGE_NETWORKS = [StyleGenerator, ConvAutoencoder, ResidualCorrector]
+
+
+@pytest.mark.parametrize("cls", IMAGE_NETWORKS)
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (64, 64), (97, 130)])
+def test_image_networks_keep_size_and_range(cls, size):
+    torch.manual_seed(0)
+    net = cls().eval()
+    x = torch.rand(2, 3, *size)
+    with torch.inference_mode():
+        y = net(x)
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_discriminator_gives_patch_logits_for_small_and_large_images():
+    net = PatchDiscriminator().eval()
+    with torch.inference_mode():
+        small = net(torch.rand(1, 3, 5, 9))
+        large = net(torch.rand(3, 3, 128, 96))
+    assert small.shape[:2] == (1, 1) and small.numel() > 0
+    assert large.shape[0] == 3 and large.shape[-2] > small.shape[-2]
+
+
+@pytest.mark.parametrize(
+    "cls", [StyleGenerator, ConvAutoencoder, ResidualCorrector, PatchDiscriminator]
+)
+def test_outputs_do_not_depend_on_batch_mates(cls):
+    """Per-image results must not change with batching, or re-runs would differ."""
+    torch.manual_seed(1)
+    net = cls().eval()
+    x = torch.rand(4, 3, 48, 40)
+    with torch.inference_mode():
+        together = net(x)
+        alone = torch.cat([net(x[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-6)
+
+
+def test_untrained_corrector_is_the_identity():
+    x = torch.rand(2, 3, 33, 21)
+    with torch.inference_mode():
+        torch.testing.assert_close(ResidualCorrector()(x), x)
+
+
+def test_generator_is_deterministic_for_a_seed():
+    torch.manual_seed(5)
+    a = StyleGenerator(base_channels=8, n_residual=1)
+    torch.manual_seed(5)
+    b = StyleGenerator(base_channels=8, n_residual=1)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(a(x), b(x))
