@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(PY) -m bench.run
 
 train-default: $(STAMP)
-	$(VENV)/bin/stylefix train default stylefix_core/default_bundle
+	$(VENV)/bin/stylefix train default --out stylefix_core/default_bundle --device cpu
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -5,7 +5,6 @@ This is the command line's own output, so it prints; everything else logs.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -35,24 +34,9 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 
 def cmd_train(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stylefix train")
-    sub = parser.add_subparsers(dest="what", required=True)
-    default = sub.add_parser(
-        "default", help="train the default bundle (riso style, generated content)"
-    )
-    default.add_argument("out", help="bundle folder URL to write")
-    default.add_argument(
-        "--scale", type=float, default=1.0, help="fraction of the default step counts"
-    )
-    default.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = parser.parse_args(argv)
-    from stylefix_core.training.default import train_default
+    from stylefix_core.training.cli import main as train_main
 
-    manifest = train_default(args.out, scale=args.scale, device=args.device)
-    print(
-        f"wrote bundle {manifest.version} to {args.out} (threshold {manifest.calibration.threshold:.3f})"
-    )
-    return 0
+    return train_main(argv)
 
 
 def cmd_sample_catalog(argv: Sequence[str]) -> int:

@@ -23,6 +23,7 @@ from stylefix_core.io import outputs, shards
 from stylefix_core.io.outputs import ShardCounts
 from stylefix_core.records import DecodedImage, ErrorRow, ReadFailure, ShardMember, ShardSpec
 from stylefix_core.report import ERROR_SCHEMA, REPORT_SCHEMA, error_row, report_row, to_table
+from stylefix_core.scoring import run_collapse
 
 NAMESPACE = "stylefix"
 REPORT, ERROR = "report", "error"
@@ -125,39 +126,25 @@ class WriteImage(beam.DoFn):
         member = image.member
         if isinstance(outcome, ImageFailure):
             self._counters["images_failed"].inc()
-            yield (
-                member.shard,
-                (
-                    ERROR,
-                    error_row(
-                        ErrorRow(
-                            self._config.resolved_run_id(),
-                            member.shard,
-                            member.key,
-                            member.source_uri,
-                            outcome.stage,
-                            outcome.error_type,
-                            outcome.message,
-                        )
-                    ),
-                ),
-            )
+            row = ErrorRow(
+                self._config.resolved_run_id(), member.shard, member.key, member.source_uri,
+                outcome.stage, outcome.error_type, outcome.message,
+            )  # fmt: skip
+            yield beam.pvalue.TaggedOutput(ERROR, (member.shard, (ERROR, error_row(row))))
             return
         try:
             uri = self._write(image, outcome)
         except Exception as exc:  # noqa: BLE001 - a failed write is one error row
             self._counters["images_failed"].inc()
-            yield _error(self._config, member.shard, member.key, member.source_uri, exc, "write")
+            yield beam.pvalue.TaggedOutput(
+                ERROR,
+                _error(self._config, member.shard, member.key, member.source_uri, exc, "write"),
+            )
             return
         self._count(outcome)
+        cfg = self._config
         row = report_row(
-            self._config.resolved_run_id(),
-            self._config.mode.value,
-            self._style,
-            self._version,
-            image,
-            outcome,
-            uri,
+            cfg.resolved_run_id(), cfg.mode.value, self._style, self._version, image, outcome, uri
         )
         yield member.shard, (REPORT, row)
 
@@ -196,6 +183,29 @@ class WriteImage(beam.DoFn):
             self._counters["images_flagged"].inc()
         if outcome.corrected:
             self._counters["images_corrected"].inc()
+
+
+def _by_styled_hash(
+    element: tuple[str, tuple[str, dict]],
+) -> Iterator[tuple[str, tuple[str, dict]]]:
+    shard, (_, row) = element
+    yield row["styled_hash"], (shard, row)
+
+
+class MarkRunCollapse(beam.DoFn):
+    """(styled hash, [(shard, row)]) -> (shard, report row), collapse flagged."""
+
+    def __init__(self, config: JobConfig):
+        self._source = "input_hash" if config.mode is Mode.STYLE else "key"
+        self._collapsed = Metrics.counter(NAMESPACE, "images_run_collapse")
+
+    def process(self, element: tuple[str, Iterable[tuple[str, dict]]]) -> Iterator[tuple]:
+        members = list(element[1])
+        marked = run_collapse.mark_collapse([row for _, row in members], self._source)
+        for (shard, _), row in zip(members, marked, strict=True):
+            if row["run_collapse"]:
+                self._collapsed.inc()
+            yield shard, (REPORT, row)
 
 
 class WriteShardParts(beam.DoFn):
@@ -255,9 +265,15 @@ class StyleFix(beam.PTransform):
         )
         rows = predictions | "WriteImages" >> beam.ParDo(
             WriteImage(cfg, self._style, self._version)
+        ).with_outputs(ERROR, main="reports")
+        reports = (
+            rows.reports
+            | "ByStyledHash" >> beam.FlatMap(_by_styled_hash)
+            | "GroupByStyledHash" >> beam.GroupByKey()
+            | "MarkRunCollapse" >> beam.ParDo(MarkRunCollapse(cfg))
         )
         return (
-            (read[SEED], read[ERROR], decoded[ERROR], rows)
+            (read[SEED], read[ERROR], decoded[ERROR], rows[ERROR], reports)
             | "AllRows" >> beam.Flatten()
             | "ByShard" >> beam.GroupByKey()
             | "WriteParts" >> beam.ParDo(WriteShardParts(cfg))

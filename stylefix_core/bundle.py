@@ -25,8 +25,23 @@ from stylefix_core.models import ARCHITECTURES
 
 BUNDLE_FORMAT = "stylefix-bundle"
 BUNDLE_FORMAT_VERSION = 1
-MODEL_ROLES = ("generator", "discriminator", "autoencoder", "corrector")
+MODEL_ROLES = ("generator", "discriminator", "autoencoder", "embedding", "corrector")
 DEFAULT_BUNDLE_DIR = Path(__file__).parent / "default_bundle"
+# Every bundle calibrates every detector, so every report has every score
+# column; scoring.scorer uses this same tuple as its DETECTORS.
+DETECTOR_NAMES = (
+    "embedding",
+    "autoencoder",
+    "discriminator",
+    "colour",
+    "texture",
+    "blur",
+    "noise",
+    "checkerboard",
+    "blocking",
+    "quantisation",
+    "collapse",
+)
 
 
 @dataclass(frozen=True)
@@ -89,12 +104,13 @@ class Manifest:
 
 @dataclass
 class Bundle:
-    """A loaded bundle: manifest plus the four networks, in eval mode, on CPU."""
+    """A loaded bundle: manifest plus its networks, in eval mode, on CPU."""
 
     manifest: Manifest
     generator: nn.Module
     discriminator: nn.Module
     autoencoder: nn.Module
+    embedding: nn.Module
     corrector: nn.Module
 
     def networks(self) -> dict[str, nn.Module]:
@@ -122,6 +138,9 @@ def _parse_calibration(data: dict) -> Calibration:
         )
         for name, d in _require(data, "detectors", dict, "calibration").items()
     }
+    missing = [d for d in DETECTOR_NAMES if d not in detectors]
+    if missing:
+        raise BundleError(f"manifest calibration: no calibration for detector(s) {missing}")
     if any(d.scale <= 0 for d in detectors.values()):
         raise BundleError("manifest calibration: every detector scale must be positive")
     vectors = {

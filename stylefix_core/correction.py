@@ -12,26 +12,36 @@ from stylefix_core.scoring import features
 
 
 def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor:
-    """Move each opponent channel's mean and spread to the target statistics.
+    """Move the two chroma channels' mean and spread to the target statistics.
 
-    ``target_stats`` is (N, 6) as made by ``features.colour_stats``. The spread
-    is only ever shrunk or grown by at most 2x so that a near-flat image is not
-    blown up into noise.
+    Luma is left alone: brightness and contrast are the picture's own, and
+    a colour fix that relit the image would trade one fault for another.
+    ``target_stats`` is (N, 6) as made by ``features.colour_stats``. The
+    spread is only ever shrunk or grown by at most 2x so that a near-flat
+    image is not blown up into noise.
     """
-    to_flat = features.to_opponent(x)
-    mean = to_flat.mean(dim=(2, 3), keepdim=True)
-    std = to_flat.std(dim=(2, 3), keepdim=True, correction=0) + 1e-3
-    target_mean = target_stats[:, :3, None, None]
-    target_std = torch.exp(target_stats[:, 3:, None, None])
+    y = features.to_opponent(x)
+    chroma = y[:, 1:]
+    mean = chroma.mean(dim=(2, 3), keepdim=True)
+    std = chroma.std(dim=(2, 3), keepdim=True, correction=0) + 1e-3
+    target_mean = target_stats[:, 1:3, None, None]
+    target_std = torch.exp(target_stats[:, 4:6, None, None])
     gain = (target_std / std).clamp(0.5, 2.0)
-    y = (to_flat - mean) * gain + target_mean
+    y = torch.cat([y[:, :1], (chroma - mean) * gain + target_mean], dim=1)
     return features.from_opponent(y).clamp(0.0, 1.0)
+
+
+COLOUR_CANDIDATES = ("colour", "colour+residual")
 
 
 def correction_candidates(
     x: torch.Tensor, corrector: torch.nn.Module, target_stats: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    """The alternatives tried for a batch of flagged images, by name."""
+    """The alternatives tried for a batch of flagged images, by name.
+
+    The colour ones are only eligible for images flagged for colour (see
+    COLOUR_CANDIDATES): recolouring a blurred image can lower its score
+    without fixing anything."""
     colour = colour_transfer(x, target_stats)
     return {
         "residual": corrector(x).float(),

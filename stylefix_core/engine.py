@@ -18,11 +18,16 @@ import torch
 
 from stylefix_core.bundle import Bundle
 from stylefix_core.config import BatchConfig, Mode
-from stylefix_core.correction import correction_candidates
+from stylefix_core.correction import COLOUR_CANDIDATES, correction_candidates
 from stylefix_core.device import inference_context, to_batch, to_pixels
-from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch, Scorer
+from stylefix_core.scoring.run_collapse import average_hash
+from stylefix_core.scoring.scorer import DETECTORS, REASONS, ScoreBatch, Scorer
 
 log = logging.getLogger(__name__)
+# A correction must lower the score by at least this much (in calibrated z
+# units) to be kept: a near-identity output that shaves off a rounding error
+# is not a correction.
+MIN_IMPROVEMENT = 0.1
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class ImageResult:
     correction: str
     score_after_correction: float
     device: str
+    styled_hash: str = ""  # perceptual hash of the image as styled, before any correction
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,9 @@ class Engine:
             network.to(device)
             if device.type == "cuda":
                 network.to(memory_format=torch.channels_last)
-        self.scorer = Scorer(bundle.autoencoder, bundle.discriminator, bundle.manifest.calibration)
+        self.scorer = Scorer(
+            bundle.autoencoder, bundle.discriminator, bundle.embedding, bundle.manifest.calibration
+        )
         # On CPU one image per network call is both faster (measured 1.1-2x at
         # 128-256 px: the working set stays in cache) and bit-for-bit
         # independent of how Beam happened to batch, which is what makes a
@@ -121,7 +129,8 @@ class Engine:
             target = self.scorer.colour_target(content, len(images), self.device)
             before = self.scorer(y, target)
             best, names, after = self._correct(y, target, before)
-        return self._results(best, names, before, after, keep_input=self.mode is Mode.QA)
+            hashes = [average_hash(p) for p in to_pixels(y)]
+        return self._results(best, names, before, after, hashes, keep_input=self.mode is Mode.QA)
 
     def _correct(
         self, y: torch.Tensor, target: torch.Tensor, before: ScoreBatch
@@ -133,12 +142,14 @@ class Engine:
         if not flagged:
             return best, names, after
         idx = torch.tensor(flagged, device=y.device)
-        for name, candidate in correction_candidates(
-            y[idx], self.bundle.corrector, target[idx]
-        ).items():
+        colour_flagged = {i for i in flagged if REASONS["colour"] in before.reasons(i)}
+        candidates = correction_candidates(y[idx], self.bundle.corrector, target[idx])
+        for name, candidate in candidates.items():
             scores = self.scorer(candidate, target[idx]).score
             for j, i in enumerate(flagged):
-                if scores[j] < after[i]:
+                if name in COLOUR_CANDIDATES and i not in colour_flagged:
+                    continue
+                if scores[j] < after[i] - MIN_IMPROVEMENT:
                     best[i], after[i], names[i] = candidate[j], scores[j], name
         return best, names, after
 
@@ -148,6 +159,7 @@ class Engine:
         names: list[str],
         before: ScoreBatch,
         after: torch.Tensor,
+        hashes: list[str],
         keep_input: bool,
     ) -> list[ImageResult]:
         pixels = to_pixels(best)
@@ -166,6 +178,7 @@ class Engine:
                     correction=names[i],
                     score_after_correction=float(after[i]),
                     device=str(self.device),
+                    styled_hash=hashes[i],
                 )
             )
         return results

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from stylefix_core.engine import ImageResult
 from stylefix_core.records import DecodedImage, ErrorRow
+from stylefix_core.scoring.run_collapse import average_hash
 from stylefix_core.scoring.scorer import DETECTORS
 
 REPORT_SCHEMA = pa.schema(
@@ -32,11 +33,14 @@ REPORT_SCHEMA = pa.schema(
         ("is_anomaly", pa.bool_()),
         *[(f"score_{d}", pa.float64()) for d in DETECTORS],
         ("reasons", pa.list_(pa.string())),
+        ("run_collapse", pa.bool_()),
         ("corrected", pa.bool_()),
         ("correction", pa.string()),
         ("score_after_correction", pa.float64()),
         ("output_uri", pa.string()),
         ("input_sha256", pa.string()),
+        ("input_hash", pa.string()),
+        ("styled_hash", pa.string()),
         ("device", pa.string()),
     ]
 )
@@ -63,7 +67,11 @@ def report_row(
     result: ImageResult,
     output_uri: str,
 ) -> dict[str, Any]:
-    """One report row; keys and types follow REPORT_SCHEMA."""
+    """One report row; keys and types follow REPORT_SCHEMA.
+
+    ``run_collapse`` starts False; the run-level collapse check may set it
+    (and ``is_anomaly``) once every output of the job has been seen.
+    """
     height, width = image.pixels.shape[:2]
     member = image.member
     return {
@@ -81,11 +89,14 @@ def report_row(
         "is_anomaly": result.is_anomaly,
         **{f"score_{d}": result.scores[d] for d in DETECTORS},
         "reasons": list(result.reasons),
+        "run_collapse": False,
         "corrected": result.corrected,
         "correction": result.correction,
         "score_after_correction": result.score_after_correction,
         "output_uri": output_uri,
         "input_sha256": image.input_sha256,
+        "input_hash": average_hash(image.pixels),
+        "styled_hash": result.styled_hash,
         "device": result.device,
     }
 

@@ -8,18 +8,21 @@ from stylefix_core.models.autoencoder import ConvAutoencoder
 from stylefix_core.models.corrector import ResidualCorrector
 from stylefix_core.models.discriminator import PatchDiscriminator
 from stylefix_core.models.generator import StyleGenerator
+from stylefix_core.models.reference_knn import ReferenceKnn
 
 ARCHITECTURES = {
     "StyleGenerator": StyleGenerator,
     "PatchDiscriminator": PatchDiscriminator,
     "ConvAutoencoder": ConvAutoencoder,
     "ResidualCorrector": ResidualCorrector,
+    "ReferenceKnn": ReferenceKnn,
 }
 
 __all__ = [
     "ARCHITECTURES",
     "ConvAutoencoder",
     "PatchDiscriminator",
+    "ReferenceKnn",
     "ResidualCorrector",
     "StyleGenerator",
 ]

@@ -32,6 +32,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, base_channels: int = 16, latent_channels: int = 8):
         super().__init__()
+        self.hyper_parameters = {"base_channels": base_channels, "latent_channels": latent_channels}
         c = base_channels
         self.encoder = nn.Sequential(
             _down(3, c), _down(c, 2 * c), _down(2 * c, 4 * c), nn.Conv2d(4 * c, latent_channels, 1)

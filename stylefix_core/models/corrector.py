@@ -14,8 +14,11 @@ class ResidualCorrector(nn.Module):
     restored). The last layer starts at zero: before training F is the identity.
     """
 
-    def __init__(self, channels: int = 24, dilations: tuple[int, ...] = (1, 2, 4, 8, 1)):
+    def __init__(
+        self, channels: int = 24, dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 1)
+    ):
         super().__init__()
+        self.hyper_parameters = {"channels": channels, "dilations": list(dilations)}
         layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(inplace=True)]
         for d in dilations:
             layers += [

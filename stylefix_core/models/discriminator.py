@@ -24,6 +24,7 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, base_channels: int = 16, n_layers: int = 3):
         super().__init__()
+        self.hyper_parameters = {"base_channels": base_channels, "n_layers": n_layers}
         c = base_channels
         layers = _block(3, c, 2, norm=False)
         for i in range(1, n_layers):

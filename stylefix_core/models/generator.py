@@ -23,6 +23,7 @@ class StyleGenerator(nn.Module):
 
     def __init__(self, base_channels: int = 16, n_residual: int = 3):
         super().__init__()
+        self.hyper_parameters = {"base_channels": base_channels, "n_residual": n_residual}
         c = base_channels
         self.encoder = nn.Sequential(
             ConvNormAct(3, c, 9),

@@ -118,3 +118,49 @@ def checkerboard(x: torch.Tensor) -> torch.Tensor:
 def collapse(x: torch.Tensor) -> torch.Tensor:
     """Low overall variance: the output collapsed towards a flat image."""
     return -torch.log(x.flatten(1).std(-1, correction=0) + 1e-3)
+
+
+def blocking(x: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """Luma steps on the 8x8 grid against steps elsewhere: JPEG-style blocking.
+
+    Block codecs quantise each block on its own, so discontinuities pile up
+    exactly on block boundaries; natural images have no preferred grid.
+    """
+    y = luma(x.float())[:, 0]
+    ratios = []
+    for diffs in (
+        (y[:, :, 1:] - y[:, :, :-1]).abs(),
+        (y[:, 1:, :] - y[:, :-1, :]).abs().transpose(1, 2),
+    ):
+        cols = torch.arange(diffs.shape[-1], device=y.device)
+        on_grid = (cols + 1) % block == 0
+        if not bool(on_grid.any()) or bool(on_grid.all()):
+            ratios.append(torch.zeros(y.shape[0], device=y.device))
+            continue
+        ratios.append(
+            torch.log(
+                (diffs[..., on_grid].mean(dim=(1, 2)) + 1e-4)
+                / (diffs[..., ~on_grid].mean(dim=(1, 2)) + 1e-4)
+            )
+        )
+    return torch.stack(ratios, 1).mean(1)
+
+
+def quantisation(x: torch.Tensor) -> torch.Tensor:
+    """Share of empty 8-bit levels inside each channel's occupied range.
+
+    Posterising and banding leave a comb-like histogram: few levels used
+    between the darkest and brightest value, where a natural image uses most.
+    """
+    levels = (x.float().clamp(0, 1) * 255).round().long().flatten(2)  # (N, 3, P)
+    n, c, _ = levels.shape
+    counts = torch.zeros(n, c, 256, device=x.device).scatter_add_(
+        2, levels, torch.ones_like(levels, dtype=torch.float32)
+    )
+    occupied = counts > 0
+    idx = torch.arange(256, device=x.device)
+    low = torch.where(occupied, idx, 255).amin(-1, keepdim=True)
+    high = torch.where(occupied, idx, 0).amax(-1, keepdim=True)
+    in_range = (idx >= low) & (idx <= high)
+    empty = (~occupied & in_range).sum(-1).float() / in_range.sum(-1).clamp(min=1).float()
+    return empty.mean(-1)

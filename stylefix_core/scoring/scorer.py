@@ -14,28 +14,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stylefix_core.bundle import Calibration
+from stylefix_core.bundle import DETECTOR_NAMES, Calibration
 from stylefix_core.scoring import features
 
-DETECTORS = (
-    "autoencoder",
-    "discriminator",
-    "colour",
-    "texture",
-    "blur",
-    "noise",
-    "checkerboard",
-    "collapse",
-)
+DETECTORS = DETECTOR_NAMES
 # The name a person reads in the report's ``reasons`` column, per detector.
 REASONS = {
-    "autoencoder": "unlike_reference",
+    "embedding": "unlike_reference",
+    "autoencoder": "poor_reconstruction",
     "discriminator": "off_style",
     "colour": "colour_distortion",
     "texture": "texture_loss",
     "blur": "blur",
     "noise": "noise",
     "checkerboard": "checkerboard",
+    "blocking": "blocking",
+    "quantisation": "banding",
     "collapse": "collapse",
 }
 
@@ -56,13 +50,17 @@ class ScoreBatch:
     threshold: float
 
     def reasons(self, index: int) -> list[str]:
-        return [REASONS[d] for d in DETECTORS if float(self.z[d][index]) > self.threshold]
+        return [
+            REASONS[d]
+            for d in DETECTORS
+            if d in self.z and float(self.z[d][index]) > self.threshold
+        ]
 
 
 def normalise(raw: dict[str, torch.Tensor], detectors: dict) -> dict[str, torch.Tensor]:
     """Calibrated z per detector (CPU tensors); two-sided detectors use |z|."""
     z = {}
-    for d in DETECTORS:
+    for d in raw:
         value = (raw[d].cpu() - detectors[d].center) / detectors[d].scale
         z[d] = value.abs() if d in TWO_SIDED else value
     return z
@@ -71,10 +69,20 @@ def normalise(raw: dict[str, torch.Tensor], detectors: dict) -> dict[str, torch.
 class Scorer:
     """Scores images with the bundle's autoencoder and discriminator plus statistics."""
 
-    def __init__(self, autoencoder: nn.Module, discriminator: nn.Module, calibration: Calibration):
+    def __init__(
+        self,
+        autoencoder: nn.Module,
+        discriminator: nn.Module,
+        embedding: nn.Module,
+        calibration: Calibration,
+    ):
         self.autoencoder = autoencoder
         self.discriminator = discriminator
+        self.embedding = embedding
         self.calibration = calibration
+        # The calibration names the detectors in use: a bundle has all of them,
+        # the classical baseline of the quality benchmark only the statistics.
+        self.detectors = tuple(d for d in DETECTORS if d in calibration.detectors)
 
     def colour_target(
         self, content: torch.Tensor | None, n: int, device: torch.device
@@ -87,20 +95,27 @@ class Scorer:
         return torch.tensor(cal.reference_stats, device=device).expand(n, -1)
 
     def raw(self, x: torch.Tensor, colour_target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw detector values, float32, shape (N,) each, on x's device."""
-        recon = self.autoencoder(x).float()
-        x = x.float()
+        """Raw values of the calibrated detectors, float32, shape (N,) each, on x's device."""
+        x_net, x = x, x.float()
         spread = torch.tensor(self.calibration.reference_spread, device=x.device)
-        return {
-            "autoencoder": torch.log(((recon - x) ** 2).mean(dim=(1, 2, 3)) + 1e-6),
-            "discriminator": -self.discriminator(x).float().mean(dim=(1, 2, 3)),
-            "colour": features.colour_distance(features.colour_stats(x), colour_target, spread),
-            "texture": features.texture_loss(x),
-            "blur": features.blur(x),
-            "noise": features.noise_level(x),
-            "checkerboard": features.checkerboard(x),
-            "collapse": features.collapse(x),
+        compute = {
+            "embedding": lambda: torch.log(self.embedding(x) + 1e-4),
+            "autoencoder": lambda: torch.log(
+                ((self.autoencoder(x_net).float() - x) ** 2).mean(dim=(1, 2, 3)) + 1e-6
+            ),
+            "discriminator": lambda: -self.discriminator(x_net).float().mean(dim=(1, 2, 3)),
+            "colour": lambda: features.colour_distance(
+                features.colour_stats(x), colour_target, spread
+            ),
+            "texture": lambda: features.texture_loss(x),
+            "blur": lambda: features.blur(x),
+            "noise": lambda: features.noise_level(x),
+            "checkerboard": lambda: features.checkerboard(x),
+            "blocking": lambda: features.blocking(x),
+            "quantisation": lambda: features.quantisation(x),
+            "collapse": lambda: features.collapse(x),
         }
+        return {d: compute[d]() for d in self.detectors}
 
     def normalise(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return normalise(raw, self.calibration.detectors)
@@ -108,7 +123,7 @@ class Scorer:
     def __call__(self, x: torch.Tensor, colour_target: torch.Tensor) -> ScoreBatch:
         raw = self.raw(x, colour_target)
         z = self.normalise(raw)
-        score = torch.stack([z[d] for d in DETECTORS], dim=1).amax(dim=1)
+        score = torch.stack([z[d] for d in self.detectors], dim=1).amax(dim=1)
         return ScoreBatch(
             raw={d: v.cpu() for d, v in raw.items()},
             z=z,

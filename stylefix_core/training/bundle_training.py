@@ -9,11 +9,18 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from stylefix_core import __version__
-from stylefix_core.bundle import Manifest, ModelEntry, save_bundle
+from stylefix_core.bundle import Bundle, Manifest, ModelEntry, save_bundle
+from stylefix_core.io import storage
 from stylefix_core.scoring import features
+from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
 from stylefix_core.training.data import fingerprint
-from stylefix_core.training.detector import DetectorTrainConfig, calibrate, train_autoencoder
+from stylefix_core.training.detector import (
+    DetectorTrainConfig,
+    calibrate,
+    fit_embedding,
+    train_autoencoder,
+)
 from stylefix_core.training.style import StyleTrainConfig, train_style
 
 log = logging.getLogger(__name__)
@@ -37,12 +44,17 @@ def _apply(
         return [network(img[None].to(device))[0].cpu().clone() for img in images]
 
 
+def _checkpoint(folder: str, stage: str) -> Checkpoint:
+    return Checkpoint(storage.join(folder, f"{stage}.pt") if folder else "")
+
+
 def train_bundle(
     content: list[torch.Tensor],
     style: list[torch.Tensor],
     out_url: str,
     cfg: BundleTrainConfig,
     device: torch.device,
+    checkpoint_dir: str = "",
 ) -> Manifest:
     """Style first, then the detector and corrector on the generator's own outputs.
 
@@ -53,7 +65,9 @@ def train_bundle(
     started = time.monotonic()
     split = max(1, int(len(content) * (1 - cfg.held_out_fraction)))
     fit_content, held_content = content[:split], content[split:]
-    styled = train_style(fit_content, style, cfg.style, device)
+    styled = train_style(
+        fit_content, style, cfg.style, device, _checkpoint(checkpoint_dir, "style")
+    )
     reference = _apply(styled.generator, fit_content, device)
     held_reference = _apply(styled.generator, held_content, device)
     with torch.inference_mode():
@@ -63,14 +77,20 @@ def train_bundle(
                 for r, c in zip(reference, fit_content, strict=True)
             ]
         )
-    autoencoder = train_autoencoder(reference, cfg.detector, device)
-    corrector = train_corrector(reference, cfg.corrector, device)
+    autoencoder = train_autoencoder(
+        reference, cfg.detector, device, _checkpoint(checkpoint_dir, "autoencoder")
+    )
+    embedding = fit_embedding(reference, device, seed=cfg.seed)
+    corrector = train_corrector(
+        reference, cfg.corrector, device, _checkpoint(checkpoint_dir, "corrector")
+    )
     held_out = [(r, c) for r, c in zip(held_reference, held_content, strict=True)] + [
         (r, None) for r in held_reference
     ]
     calibration = calibrate(
         autoencoder,
         styled.discriminator,
+        embedding,
         reference,
         held_out,
         shift.mean(0).tolist(),
@@ -78,12 +98,19 @@ def train_bundle(
         device,
     )
     data_fingerprint = fingerprint(content + style, extra=repr(asdict(cfg)))
+    networks = {
+        "generator": styled.generator,
+        "discriminator": styled.discriminator,
+        "autoencoder": autoencoder,
+        "embedding": embedding,
+        "corrector": corrector,
+    }
     manifest = Manifest(
         name=cfg.name,
         style=cfg.style_name,
         version=f"{cfg.style_name}-{data_fingerprint[7:19]}",
         training_data_fingerprint=data_fingerprint,
-        models=_model_entries(cfg),
+        models={role: _entry_for(role, net) for role, net in networks.items()},
         calibration=calibration,
         created_by=f"stylefix {__version__}",
         training={
@@ -99,35 +126,82 @@ def train_bundle(
         "generator": styled.generator,
         "discriminator": styled.discriminator,
         "autoencoder": autoencoder,
+        "embedding": embedding,
         "corrector": corrector,
     }
     return save_bundle(out_url, manifest, networks)
 
 
-def _model_entries(cfg: BundleTrainConfig) -> dict[str, ModelEntry]:
-    return {
-        "generator": ModelEntry(
-            "StyleGenerator",
-            {"base_channels": cfg.style.base_channels, "n_residual": cfg.style.n_residual},
-            "generator.safetensors",
-            "",
-        ),
-        "discriminator": ModelEntry(
-            "PatchDiscriminator",
-            {"base_channels": cfg.style.base_channels},
-            "discriminator.safetensors",
-            "",
-        ),
-        "autoencoder": ModelEntry(
-            "ConvAutoencoder",
-            {
-                "base_channels": cfg.detector.base_channels,
-                "latent_channels": cfg.detector.latent_channels,
+def _split(images: list[torch.Tensor], held_out_fraction: float, seed: int) -> tuple[list, list]:
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = max(1, int(len(images) * (1 - held_out_fraction)))
+    return [images[i] for i in order[:cut]], [images[i] for i in order[cut:]]
+
+
+def _save_updated(
+    bundle: Bundle, out_url: str, networks: dict, calibration, data: list[torch.Tensor], note: dict
+) -> Manifest:
+    old = bundle.manifest
+    data_fingerprint = fingerprint(data, extra=old.training_data_fingerprint + repr(note))
+    manifest = Manifest(
+        **{
+            **old.__dict__,
+            "version": f"{old.style}-{data_fingerprint[7:19]}",
+            "training_data_fingerprint": data_fingerprint,
+            "calibration": calibration,
+            "models": {
+                **old.models,
+                **{role: _entry_for(role, net) for role, net in networks.items()},
             },
-            "autoencoder.safetensors",
-            "",
-        ),
-        "corrector": ModelEntry(
-            "ResidualCorrector", {"channels": cfg.corrector.channels}, "corrector.safetensors", ""
-        ),
-    }
+            "training": {**old.training, **note},
+        }
+    )
+    return save_bundle(out_url, manifest, {**bundle.networks(), **networks})
+
+
+def _entry_for(role: str, network: torch.nn.Module) -> ModelEntry:
+    return ModelEntry(
+        type(network).__name__, dict(network.hyper_parameters), f"{role}.safetensors", ""
+    )
+
+
+def retrain_detector(
+    bundle: Bundle,
+    reference: list[torch.Tensor],
+    out_url: str,
+    cfg: DetectorTrainConfig,
+    device: torch.device,
+) -> Manifest:
+    """Autoencoder and calibration from a catalog owner's reference set of good
+    images (qa mode); the generator, discriminator and corrector are kept."""
+    fit, held = _split(reference, 0.33, cfg.seed)
+    autoencoder = train_autoencoder(fit, cfg, device)
+    embedding = fit_embedding(fit, device, seed=cfg.seed)
+    calibration = calibrate(
+        autoencoder,
+        bundle.discriminator.to(device),
+        embedding,
+        fit,
+        [(r, None) for r in held],
+        list(bundle.manifest.calibration.style_shift),
+        cfg.target_false_positive_rate,
+        device,
+    )
+    note = {"detector": {"config": asdict(cfg), "reference_images": len(reference)}}
+    networks = {"autoencoder": autoencoder, "embedding": embedding}
+    return _save_updated(bundle, out_url, networks, calibration, reference, note)
+
+
+def retrain_corrector(
+    bundle: Bundle,
+    reference: list[torch.Tensor],
+    out_url: str,
+    cfg: CorrectorTrainConfig,
+    device: torch.device,
+) -> Manifest:
+    """The residual corrector from anomalies injected into reference images."""
+    corrector = train_corrector(reference, cfg, device)
+    note = {"corrector": {"config": asdict(cfg), "reference_images": len(reference)}}
+    return _save_updated(
+        bundle, out_url, {"corrector": corrector}, bundle.manifest.calibration, reference, note
+    )

@@ -10,23 +10,27 @@ import torch.nn.functional as F
 
 from stylefix_core import inject
 from stylefix_core.models import ResidualCorrector
+from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.data import CropSampler
 from stylefix_core.training.progress import Progress
 
 
 @dataclass(frozen=True)
 class CorrectorTrainConfig:
-    steps: int = 300
+    steps: int = 1500
     batch_size: int = 8
     crop: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     seed: int = 0
     channels: int = 24
     kinds: tuple[str, ...] = ()  # empty: inject.CORRECTOR_TRAINING_KINDS
 
 
 def train_corrector(
-    reference: Sequence[torch.Tensor], cfg: CorrectorTrainConfig, device: torch.device
+    reference: Sequence[torch.Tensor],
+    cfg: CorrectorTrainConfig,
+    device: torch.device,
+    checkpoint: Checkpoint | None = None,
 ) -> ResidualCorrector:
     """Learn R so that x_damaged + R(x_damaged) is close to the clean image.
 
@@ -40,7 +44,10 @@ def train_corrector(
     crops = CropSampler(list(reference), cfg.crop, seed=cfg.seed + 3)
     generator = torch.Generator().manual_seed(cfg.seed + 4)
     progress = Progress("corrector", cfg.steps, cfg.batch_size)
-    for step in range(cfg.steps):
+    checkpoint = checkpoint or Checkpoint()
+    stateful = {"model": model, "optimiser": optimiser}
+    generators = {"crops": crops.generator, "inject": generator}
+    for step in range(checkpoint.restore(stateful, generators), cfg.steps):
         clean = crops.batch(cfg.batch_size)
         damaged = _damage(clean, kinds, generator)
         loss = F.l1_loss(model(damaged.to(device)), clean.to(device))
@@ -48,6 +55,7 @@ def train_corrector(
         loss.backward()
         optimiser.step()
         progress.update(step, {"l1": float(loss.detach())})
+        checkpoint.maybe_save(step, cfg.steps, stateful, generators)
     return model.eval().requires_grad_(False)
 
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from stylefix_core.config import Limits
+from stylefix_core.errors import StyleFixError
+from stylefix_core.imaging import decode_image
+from stylefix_core.io.shards import plan_shards, read_shard
+from stylefix_core.records import ReadFailure
+
+log = logging.getLogger(__name__)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -59,3 +68,28 @@ def fingerprint(images: Sequence[torch.Tensor], extra: str = "") -> str:
         digest.update(str(tuple(image.shape)).encode())
         digest.update((image * 255).round().to(torch.uint8).numpy().tobytes())
     return "sha256:" + digest.hexdigest()
+
+
+def load_images(url: str, max_images: int = 0, limits: Limits | None = None) -> list[torch.Tensor]:
+    """Decode every image of a shard URL, glob or folder, as training tensors.
+
+    Reads through the same readers as the job, so any shard kind and any
+    fsspec URL works; unreadable members are skipped with a warning (a
+    training set is curated input, not a catalog that must be accounted for).
+    """
+    limits = limits or Limits()
+    images: list[torch.Tensor] = []
+    for spec in plan_shards(url, files_per_shard=1024).shards:
+        for item in read_shard(spec, limits=limits):
+            if isinstance(item, ReadFailure):
+                log.warning("skipping %s: %s", item.source_uri, item.message)
+                continue
+            try:
+                images.append(to_tensor(decode_image(item.data, limits)))
+            except StyleFixError as exc:
+                log.warning("skipping %s: %s", item.source_uri, exc)
+            if max_images and len(images) >= max_images:
+                return images
+    if not images:
+        raise ValueError(f"no decodable images at {url}")
+    return images

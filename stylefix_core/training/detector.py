@@ -9,16 +9,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylefix_core.bundle import Calibration, DetectorCalibration
-from stylefix_core.models import ConvAutoencoder
+from stylefix_core.models import ConvAutoencoder, ReferenceKnn
 from stylefix_core.scoring import features
 from stylefix_core.scoring.scorer import DETECTORS, TWO_SIDED, Scorer, normalise
+from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.data import CropSampler
 from stylefix_core.training.progress import Progress
 
 
 @dataclass(frozen=True)
 class DetectorTrainConfig:
-    steps: int = 300
+    steps: int = 600
     batch_size: int = 8
     crop: int = 64
     lr: float = 2e-3
@@ -29,7 +30,10 @@ class DetectorTrainConfig:
 
 
 def train_autoencoder(
-    reference: list[torch.Tensor], cfg: DetectorTrainConfig, device: torch.device
+    reference: list[torch.Tensor],
+    cfg: DetectorTrainConfig,
+    device: torch.device,
+    checkpoint: Checkpoint | None = None,
 ) -> ConvAutoencoder:
     """Learn to reconstruct reference crops; what it cannot reconstruct is unusual."""
     torch.manual_seed(cfg.seed)
@@ -37,13 +41,17 @@ def train_autoencoder(
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     crops = CropSampler(reference, cfg.crop, seed=cfg.seed + 2)
     progress = Progress("autoencoder", cfg.steps, cfg.batch_size)
-    for step in range(cfg.steps):
+    checkpoint = checkpoint or Checkpoint()
+    stateful = {"model": model, "optimiser": optimiser}
+    generators = {"crops": crops.generator}
+    for step in range(checkpoint.restore(stateful, generators), cfg.steps):
         x = crops.batch(cfg.batch_size).to(device)
         loss = F.mse_loss(model(x), x)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         progress.update(step, {"mse": float(loss.detach())})
+        checkpoint.maybe_save(step, cfg.steps, stateful, generators)
     return model.eval().requires_grad_(False)
 
 
@@ -52,14 +60,27 @@ def _stack_stats(images: list[torch.Tensor], device: torch.device) -> torch.Tens
         return torch.cat([features.colour_stats(img[None].to(device)) for img in images]).cpu()
 
 
+def fit_embedding(
+    reference: list[torch.Tensor], device: torch.device, seed: int = 0, k: int = 5
+) -> ReferenceKnn:
+    """The reference set as descriptors for nearest-neighbour scoring."""
+    model = ReferenceKnn(n_reference=len(reference), seed=seed, k=k).to(device)
+    with torch.inference_mode():
+        descriptors = torch.cat([model.describe(img[None].to(device)) for img in reference])
+    model.fit(descriptors.clone())
+    return model.eval().requires_grad_(False)
+
+
 def calibrate(
     autoencoder: nn.Module,
     discriminator: nn.Module,
+    embedding: nn.Module,
     reference_fit: list[torch.Tensor],
     held_out: list[tuple[torch.Tensor, torch.Tensor | None]],
     style_shift: list[float],
     target_fpr: float,
     device: torch.device,
+    detectors: tuple[str, ...] = DETECTORS,
 ) -> Calibration:
     """Set normalisation and threshold from held-out reference images.
 
@@ -73,7 +94,7 @@ def calibrate(
     """
     stats = _stack_stats(reference_fit, device)
     provisional = Calibration(
-        detectors={d: DetectorCalibration(0.0, 1.0) for d in DETECTORS},
+        detectors={d: DetectorCalibration(0.0, 1.0) for d in detectors},
         threshold=0.0,
         target_false_positive_rate=target_fpr,
         measured_false_positive_rate=0.0,
@@ -81,16 +102,18 @@ def calibrate(
         reference_spread=stats.std(0).clamp(min=0.02).tolist(),
         style_shift=style_shift,
     )
-    raw = _held_out_raw(Scorer(autoencoder, discriminator, provisional), held_out, device)
-    detectors = {d: _robust_scale(raw[d], two_sided=d in TWO_SIDED) for d in DETECTORS}
-    z = normalise(raw, detectors)
-    combined = torch.stack([z[d] for d in DETECTORS], 1).amax(1)
+    raw = _held_out_raw(
+        Scorer(autoencoder, discriminator, embedding, provisional), held_out, device
+    )
+    fitted = {d: _robust_scale(raw[d], two_sided=d in TWO_SIDED) for d in detectors}
+    z = normalise(raw, fitted)
+    combined = torch.stack([z[d] for d in detectors], 1).amax(1)
     threshold = float(torch.quantile(combined, 1.0 - target_fpr))
     measured = float((combined > threshold).float().mean())
     return Calibration(
         **{
             **provisional.__dict__,
-            "detectors": detectors,
+            "detectors": fitted,
             "threshold": threshold,
             "measured_false_positive_rate": measured,
         }
@@ -108,7 +131,7 @@ def _robust_scale(values: torch.Tensor, two_sided: bool) -> DetectorCalibration:
 def _held_out_raw(
     scorer: Scorer, held_out: list[tuple[torch.Tensor, torch.Tensor | None]], device: torch.device
 ) -> dict[str, torch.Tensor]:
-    rows: dict[str, list[torch.Tensor]] = {d: [] for d in DETECTORS}
+    rows: dict[str, list[torch.Tensor]] = {d: [] for d in scorer.detectors}
     with torch.inference_mode():
         for image, content in held_out:
             x = image[None].to(device)

@@ -4,42 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from stylefix_core.models.random_features import RandomFeatures
 from stylefix_core.scoring import features
-
-
-class RandomFeatures(nn.Module):
-    """A frozen, randomly initialised three-scale conv net.
-
-    Gram matrices of random-filter features capture texture and colour
-    co-occurrence surprisingly well (random shallow nets are known to support
-    texture synthesis), and they need no downloaded weights. The seed fixes the
-    filters so that the loss is the same function in every run.
-    """
-
-    def __init__(self, seed: int = 0, widths: tuple[int, ...] = (64, 96, 128)):
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        layers, c_in = [], 3
-        for width in widths:
-            conv = nn.Conv2d(c_in, width, 3, padding=1)
-            with torch.no_grad():
-                conv.weight.normal_(0.0, (2.0 / (9 * c_in)) ** 0.5, generator=generator)
-                conv.bias.zero_()
-            layers.append(conv)
-            c_in = width
-        self.convs = nn.ModuleList(layers)
-        self.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs, h = [], x * 2.0 - 1.0
-        for i, conv in enumerate(self.convs):
-            h = F.relu(conv(h))
-            outputs.append(h)
-            if i < len(self.convs) - 1:
-                h = F.avg_pool2d(h, 2)
-        return outputs
 
 
 def gram(features_map: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from stylefix_core.models import PatchDiscriminator, StyleGenerator
+from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.data import CropSampler
 from stylefix_core.training.losses import (
     RandomFeatures,
@@ -45,6 +46,7 @@ def train_style(
     style: list[torch.Tensor],
     cfg: StyleTrainConfig,
     device: torch.device,
+    checkpoint: Checkpoint | None = None,
 ) -> StyleModels:
     """Train G to carry content into the style of the style images; D learns the style's patches.
 
@@ -61,7 +63,10 @@ def train_style(
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr / 2, betas=(0.5, 0.999))
     progress, history = Progress("style", cfg.steps, cfg.batch_size), []
-    for step in range(cfg.steps):
+    checkpoint = checkpoint or Checkpoint()
+    stateful = {"generator": gen, "discriminator": disc, "opt_g": opt_g, "opt_d": opt_d}
+    generators = {"content": content_crops.generator, "style": style_crops.generator}
+    for step in range(checkpoint.restore(stateful, generators), cfg.steps):
         x = content_crops.batch(cfg.batch_size).to(device)
         s = style_crops.batch(cfg.batch_size).to(device)
         y = gen(x)
@@ -82,4 +87,5 @@ def train_style(
         record = {k: float(v.detach()) for k, v in terms.items()} | {"d": float(loss_d.detach())}
         history.append(record)
         progress.update(step, record)
+        checkpoint.maybe_save(step, cfg.steps, stateful, generators)
     return StyleModels(gen.eval().requires_grad_(False), disc.eval().requires_grad_(False), history)

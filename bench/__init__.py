@@ -1,0 +1,1 @@
+"""Benchmarks: speed (``bench.run``) and quality (``bench.quality``). Not tests."""

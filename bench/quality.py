@@ -1,0 +1,234 @@
+"""``make eval``: how well StyleFix finds and fixes anomalies in real photographs.
+
+Trains the detector and corrector on reference patches, runs the real Beam
+job in qa mode over test shards with injected anomalies, and prints detection
+and restoration figures for StyleFix and, from the same data, for a classical
+baseline that uses image statistics only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from pipelines.main import run
+from stylefix_core import inject
+from stylefix_core.bundle import Calibration, load_bundle
+from stylefix_core.config import Limits
+from stylefix_core.correction import colour_transfer
+from stylefix_core.device import to_batch, to_pixels
+from stylefix_core.evaluation.dataset import (
+    EvalConfig,
+    EvalSet,
+    TestImage,
+    build_eval_set,
+    write_test_shards,
+)
+from stylefix_core.evaluation.metrics import auroc, psnr, ssim
+from stylefix_core.imaging import decode_image
+from stylefix_core.scoring.scorer import Scorer
+from stylefix_core.training.bundle_training import retrain_corrector, retrain_detector
+from stylefix_core.training.corrector import CorrectorTrainConfig
+from stylefix_core.training.data import to_tensor
+from stylefix_core.training.detector import DetectorTrainConfig, calibrate
+
+STATISTICS = (
+    "colour",
+    "texture",
+    "blur",
+    "noise",
+    "checkerboard",
+    "blocking",
+    "quantisation",
+    "collapse",
+)
+CORRECTABLE = ("colour_cast", "noise", "jpeg_blocking", "checkerboard", "blur")
+CPU = torch.device("cpu")
+
+
+@dataclass
+class Outcome:
+    """One method's verdict on one test image."""
+
+    score: float
+    flagged: bool
+    output: np.ndarray
+
+
+def train_eval_bundle(eval_set: EvalSet, folder: Path, steps_scale: float) -> str:
+    reference = [to_tensor(r) for r in eval_set.reference]
+    base = load_bundle("")
+    det_cfg = DetectorTrainConfig()
+    det_cfg = replace(det_cfg, steps=max(2, int(det_cfg.steps * steps_scale)))
+    retrain_detector(base, reference, str(folder / "detector"), det_cfg, CPU)
+    cor_cfg = CorrectorTrainConfig()
+    cor_cfg = replace(cor_cfg, steps=max(2, int(cor_cfg.steps * steps_scale)))
+    retrain_corrector(
+        load_bundle(str(folder / "detector")), reference, str(folder / "bundle"), cor_cfg, CPU
+    )
+    return str(folder / "bundle")
+
+
+def run_stylefix(eval_set: EvalSet, bundle_url: str, folder: Path) -> dict[str, Outcome]:
+    """The real job, qa mode, FnApiRunner; outcomes read back from its outputs."""
+    write_test_shards(eval_set, folder / "shards")
+    output = folder / "out"
+    run(
+        [
+            f"--input={folder / 'shards'}",
+            f"--output={output}",
+            f"--bundle={bundle_url}",
+            "--mode=qa",
+            "--runner=FnApiRunner",
+        ]
+    )
+    outcomes = {}
+    for part in sorted((output / "report").glob("*.parquet")):
+        for row in pq.read_table(part).to_pylist():
+            pixels = decode_image(Path(row["output_uri"]).read_bytes(), Limits())
+            outcomes[row["key"]] = Outcome(row["anomaly_score"], row["is_anomaly"], pixels)
+    return outcomes
+
+
+def baseline_calibration(eval_set: EvalSet, bundle_url: str) -> Calibration:
+    """Statistics only, calibrated exactly like the learned detector."""
+    bundle = load_bundle(bundle_url)
+    reference = [to_tensor(r) for r in eval_set.reference]
+    order = torch.randperm(len(reference), generator=torch.Generator().manual_seed(0)).tolist()
+    cut = int(len(reference) * 0.67)
+    fit, held = [reference[i] for i in order[:cut]], [reference[i] for i in order[cut:]]
+    return calibrate(
+        bundle.autoencoder,
+        bundle.discriminator,
+        bundle.embedding,
+        fit,
+        [(r, None) for r in held],
+        [0.0] * 6,
+        0.01,
+        CPU,
+        STATISTICS,
+    )
+
+
+def run_baseline(eval_set: EvalSet, calibration: Calibration) -> dict[str, Outcome]:
+    """Classical detection and classical (colour transfer) correction."""
+    scorer = Scorer(torch.nn.Identity(), torch.nn.Identity(), torch.nn.Identity(), calibration)
+    outcomes = {}
+    with torch.inference_mode():
+        for item in eval_set.test:
+            x = to_batch([item.image], CPU)
+            target = scorer.colour_target(None, 1, CPU)
+            before = scorer(x, target)
+            output = item.image
+            if "colour_distortion" in before.reasons(0):
+                fixed = colour_transfer(x, target)
+                if float(scorer(fixed, target).score[0]) < float(before.score[0]):
+                    output = to_pixels(fixed)[0]
+            outcomes[item.key] = Outcome(
+                float(before.score[0]), bool(before.score[0] > calibration.threshold), output
+            )
+    return outcomes
+
+
+def figures(eval_set: EvalSet, outcomes: dict[str, Outcome]) -> dict[str, dict[str, float]]:
+    """Per kind: AUROC against clean test images, share flagged, PSNR/SSIM of
+    the anomalous and the final image against the clean original (flagged only)."""
+    clean = [t for t in eval_set.test if t.kind == "clean"]
+    clean_scores = np.array([outcomes[t.key].score for t in clean])
+    rows = {}
+    kinds = sorted({t.kind for t in eval_set.test} - {"clean"})
+    for kind in [*kinds, "all"]:
+        items = [
+            t for t in eval_set.test if t.kind != "clean" and (kind == "all" or t.kind == kind)
+        ]
+        scores = np.array([outcomes[t.key].score for t in items])
+        labels = np.r_[np.ones(len(scores)), np.zeros(len(clean_scores))]
+        flagged = [t for t in items if outcomes[t.key].flagged]
+        rows[kind] = {
+            "auroc": auroc(np.r_[scores, clean_scores], labels),
+            "flagged": len(flagged) / max(1, len(items)),
+            **_restoration(flagged, outcomes),
+        }
+    rows["clean"] = {"fpr": float(np.mean([outcomes[t.key].flagged for t in clean]))}
+    return rows
+
+
+def _restoration(flagged: list[TestImage], outcomes: dict[str, Outcome]) -> dict[str, float]:
+    if not flagged:
+        return {
+            "psnr_before": float("nan"),
+            "psnr_after": float("nan"),
+            "ssim_before": float("nan"),
+            "ssim_after": float("nan"),
+        }
+    return {
+        "psnr_before": float(np.mean([psnr(t.image, t.clean) for t in flagged])),
+        "psnr_after": float(np.mean([psnr(outcomes[t.key].output, t.clean) for t in flagged])),
+        "ssim_before": float(np.mean([ssim(t.image, t.clean) for t in flagged])),
+        "ssim_after": float(np.mean([ssim(outcomes[t.key].output, t.clean) for t in flagged])),
+    }
+
+
+def format_table(name: str, rows: dict[str, dict[str, float]]) -> str:
+    lines = [
+        f"### {name}",
+        "",
+        f"False-positive rate on clean test images at the threshold: {rows['clean']['fpr']:.3f}",
+        "",
+        "| kind | held out | AUROC | flagged | PSNR anomalous | PSNR final | gain dB | SSIM anomalous | SSIM final |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind, r in rows.items():
+        if kind == "clean":
+            continue
+        held = "yes" if kind in inject.HELD_OUT_KINDS else ""
+        gain = r["psnr_after"] - r["psnr_before"]
+        lines.append(
+            f"| {kind} | {held} | {r['auroc']:.3f} | {r['flagged']:.2f} | {r['psnr_before']:.2f} | {r['psnr_after']:.2f} "
+            f"| {gain:+.2f} | {r['ssim_before']:.3f} | {r['ssim_after']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__)
+    parser.add_argument("--per-kind", type=int, default=40, help="anomalous test images per kind")
+    parser.add_argument(
+        "--steps-scale", type=float, default=1.0, help="fraction of the default training steps"
+    )
+    parser.add_argument("--keep", help="folder to keep shards, bundle and outputs in")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.manual_seed(0)
+    started = time.monotonic()
+    eval_set = build_eval_set(EvalConfig(per_kind=args.per_kind))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        bundle_url = train_eval_bundle(eval_set, folder, args.steps_scale)
+        learned = figures(eval_set, run_stylefix(eval_set, bundle_url, folder))
+        baseline = figures(
+            eval_set, run_baseline(eval_set, baseline_calibration(eval_set, bundle_url))
+        )
+    n_clean = sum(t.kind == "clean" for t in eval_set.test)
+    print(
+        f"reference patches: {len(eval_set.reference)}, clean test: {n_clean}, anomalous per kind: {args.per_kind}"
+    )
+    print(format_table("StyleFix (learned detector + corrector, real Beam job, qa mode)", learned))
+    print()
+    print(format_table("Classical baseline (image statistics, colour transfer)", baseline))
+    print(
+        f"\ncorrectable kinds for the PSNR target: {', '.join(CORRECTABLE)}; total {time.monotonic() - started:.0f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

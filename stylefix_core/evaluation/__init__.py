@@ -1,0 +1,1 @@
+"""Quality evaluation: real photographs, injected anomalies, detection and correction metrics."""

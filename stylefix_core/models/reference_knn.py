@@ -1,0 +1,72 @@
+"""Distance from an image to its nearest reference images in a feature space."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylefix_core.models.random_features import RandomFeatures
+
+MAX_SIDE = 256  # larger images are looked at down-scaled: the statistics are global
+
+
+class ReferenceKnn(nn.Module):
+    """Mean distance to the k nearest reference descriptors.
+
+    A descriptor is the mean and log spread of every random-filter channel at
+    three scales plus the image's colour moments, standardised by the
+    reference set. Nearest neighbours (rather than one Gaussian) because a real
+    catalog is many kinds of picture: an image need only resemble some of the
+    references, not their average. Whatever the anomaly, if it moves texture,
+    sharpness or colour statistics away from every reference, it scores.
+    """
+
+    def __init__(
+        self,
+        n_reference: int,
+        seed: int = 0,
+        widths: tuple[int, ...] | list[int] = (32, 48, 64),
+        k: int = 5,
+    ):
+        super().__init__()
+        self.hyper_parameters = {
+            "n_reference": n_reference,
+            "seed": seed,
+            "widths": list(widths),
+            "k": k,
+        }
+        self.features = RandomFeatures(seed, widths)
+        dim = 2 * sum(widths) + 6
+        self.register_buffer("reference", torch.zeros(n_reference, dim))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.k = k
+
+    def describe(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, D) raw descriptors."""
+        x = x.float()
+        side = max(x.shape[-2:])
+        if side > MAX_SIDE:
+            x = F.interpolate(x, scale_factor=MAX_SIDE / side, mode="area")
+        parts = []
+        for fmap in self.features(x):
+            flat = fmap.flatten(2)
+            parts += [flat.mean(-1), torch.log(flat.std(-1, correction=0) + 1e-3)]
+        centred = x - x.mean(dim=(2, 3), keepdim=True)
+        parts += [x.mean(dim=(2, 3)), torch.log(centred.flatten(2).std(-1, correction=0) + 1e-3)]
+        return torch.cat(parts, dim=1)
+
+    def fit(self, descriptors: torch.Tensor) -> None:
+        """Store the reference set (descriptors from ``describe``)."""
+        self.mean = descriptors.mean(0)
+        self.std = descriptors.std(0).clamp(min=1e-3)
+        self.reference = (descriptors - self.mean) / self.std
+        self.hyper_parameters["n_reference"] = descriptors.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,) mean distance to the k nearest references, per dimension."""
+        query = (self.describe(x) - self.mean) / self.std
+        distances = torch.cdist(query, self.reference.to(query.dtype))
+        k = min(self.k, self.reference.shape[0])
+        return distances.topk(k, dim=1, largest=False).values.mean(1) / query.shape[1] ** 0.5

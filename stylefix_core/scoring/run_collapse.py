@@ -1,0 +1,51 @@
+"""Collapse across a run: many different inputs that came out as the same picture.
+
+No single-image score can see a generator that maps every input to nearly the
+same output; it shows only when outputs are compared across the job. Each
+report row carries a perceptual hash of its styled image (before any
+per-image correction, which would hide the collapse); rows are grouped by that
+hash, and a group holding at least ``min_sources`` different sources is a
+collapse. A source is the input's own perceptual hash in style mode (so
+duplicate inputs styled alike are not a collapse) and the key in qa mode
+(there the inputs *are* generated images, and different catalog entries that
+are one picture mean the generator upstream collapsed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from PIL import Image
+
+REASON = "run_collapse"
+MIN_SOURCES = 4
+
+
+def average_hash(pixels: np.ndarray, size: int = 8) -> str:
+    """64-bit average hash of an (H, W, 3) uint8 image, as 16 hex digits.
+
+    Robust to small pixel changes (it sees an 8x8 area-averaged grey image),
+    which is what lets "nearly the same output" fall into one group.
+    """
+    grey = Image.fromarray(pixels).convert("L").resize((size, size), Image.Resampling.BOX)
+    values = np.asarray(grey, dtype=np.float32)
+    bits = (values > values.mean()).flatten()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):0{size * size // 4}x}"
+
+
+def mark_collapse(
+    rows: Iterable[dict], source_field: str, min_sources: int = MIN_SOURCES
+) -> list[dict]:
+    """Rows sharing one styled hash; flags all of them when their sources differ enough."""
+    rows = list(rows)
+    sources = {row[source_field] for row in rows}
+    if len(sources) < min_sources:
+        return rows
+    marked = []
+    for row in rows:
+        reasons = list(row["reasons"])
+        if REASON not in reasons:
+            reasons.append(REASON)
+        marked.append({**row, "reasons": reasons, "is_anomaly": True, "run_collapse": True})
+    return marked

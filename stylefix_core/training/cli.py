@@ -1,0 +1,127 @@
+"""``stylefix train ...``: style, detector, corrector and the default bundle.
+
+This is a command line, so it prints its result; training itself logs progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+
+from stylefix_core.bundle import Manifest, load_bundle
+from stylefix_core.device import resolve_device
+from stylefix_core.training.bundle_training import (
+    BundleTrainConfig,
+    retrain_corrector,
+    retrain_detector,
+    train_bundle,
+)
+from stylefix_core.training.corrector import CorrectorTrainConfig
+from stylefix_core.training.data import load_images
+from stylefix_core.training.detector import DetectorTrainConfig
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="bundle folder URL to write")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=0, help="0: the default for each network")
+    parser.add_argument("--max-images", type=int, default=0, help="0: every image of the URL")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylefix train")
+    sub = parser.add_subparsers(dest="what", required=True)
+    style = sub.add_parser(
+        "style", help="a new bundle: style generator and discriminator, then detector and corrector"
+    )
+    style.add_argument("--content", required=True, help="content images: shard URL, glob or folder")
+    style.add_argument(
+        "--style", required=True, help="style example images (one or several): URL, glob or folder"
+    )
+    style.add_argument("--name", default="custom", help="the style's name in the bundle")
+    style.add_argument("--checkpoint-dir", default="", help="save and resume training state here")
+    detector = sub.add_parser(
+        "detector", help="autoencoder, reference set and calibration from good images"
+    )
+    corrector = sub.add_parser(
+        "corrector", help="residual corrector from anomalies injected into good images"
+    )
+    for p in (detector, corrector):
+        p.add_argument(
+            "--bundle", default="", help="bundle to start from (default: the shipped one)"
+        )
+        p.add_argument("--reference", required=True, help="good images: shard URL, glob or folder")
+    detector.add_argument(
+        "--fpr", type=float, default=0.01, help="target false-positive rate on held-out references"
+    )
+    default = sub.add_parser("default", help="retrain the shipped default bundle")
+    default.add_argument(
+        "--scale", type=float, default=1.0, help="fraction of the default step counts"
+    )
+    for p in (style, detector, corrector, default):
+        _common(p)
+    return parser
+
+
+def _train_style(args: argparse.Namespace, device: torch.device) -> Manifest:
+    content = load_images(args.content, args.max_images)
+    style = load_images(args.style)
+    cfg = BundleTrainConfig(name=f"stylefix-{args.name}", style_name=args.name, seed=args.seed)
+    if args.steps:
+        cfg = replace(cfg, style=replace(cfg.style, steps=args.steps))
+    cfg = replace(cfg, style=replace(cfg.style, seed=args.seed))
+    return train_bundle(content, style, args.out, cfg, device, checkpoint_dir=args.checkpoint_dir)
+
+
+def _train_detector(args: argparse.Namespace, device: torch.device) -> Manifest:
+    cfg = DetectorTrainConfig(seed=args.seed, target_false_positive_rate=args.fpr)
+    cfg = replace(cfg, steps=args.steps or cfg.steps)
+    return retrain_detector(
+        load_bundle(args.bundle),
+        load_images(args.reference, args.max_images),
+        args.out,
+        cfg,
+        device,
+    )
+
+
+def _train_corrector(args: argparse.Namespace, device: torch.device) -> Manifest:
+    cfg = CorrectorTrainConfig(seed=args.seed)
+    cfg = replace(cfg, steps=args.steps or cfg.steps)
+    return retrain_corrector(
+        load_bundle(args.bundle),
+        load_images(args.reference, args.max_images),
+        args.out,
+        cfg,
+        device,
+    )
+
+
+def _train_default(args: argparse.Namespace, device: torch.device) -> Manifest:
+    from stylefix_core.training.default import train_default
+
+    return train_default(args.out, scale=args.scale, device=str(device))
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    device = resolve_device(args.device)
+    torch.manual_seed(args.seed)
+    run = {
+        "style": _train_style,
+        "detector": _train_detector,
+        "corrector": _train_corrector,
+        "default": _train_default,
+    }
+    manifest = run[args.what](args, device)
+    cal = manifest.calibration
+    print(
+        f"wrote bundle {manifest.version} ({manifest.style}) to {args.out}: threshold {cal.threshold:.3f} "
+        f"for a {cal.target_false_positive_rate:.1%} false-positive target "
+        f"(held-out reference: {cal.measured_false_positive_rate:.1%})"
+    )
+    return 0
