@@ -87,6 +87,20 @@ def write_shard_outputs(
     )
 
 
+def remove_temporaries(output: str) -> int:
+    """Delete what writers killed mid-write left under ``output``; returns how many.
+
+    A worker that dies between uploading a temporary and moving it into place
+    leaves a ``.tmp-*`` file behind. Nothing reads them, but a resumed run
+    removes them so its outputs are exactly those of an uninterrupted run.
+    Only for a prefix no other job is writing to at the same time.
+    """
+    stale = [url for url in storage.list_files(output) if storage.is_temporary(url)]
+    for url in stale:
+        storage.remove(url)
+    return len(stale)
+
+
 def read_marker(output: str, shard: str) -> ShardCounts | None:
     """The shard's completion record, or None where the shard is not complete."""
     uri = marker_uri(output, shard)

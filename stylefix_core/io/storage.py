@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 GLOB_CHARS = "*?["
+TEMP_PREFIX = ".tmp-"  # names of not-yet-moved writes; see write_bytes_atomic
 TRANSIENT_HTTP_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # OSErrors that say something about the path, not the network: retrying is futile.
 _PERMANENT_OS_ERRORS = (
@@ -285,7 +286,12 @@ def _remove_quietly(fs: AbstractFileSystem, path: str) -> None:
 
 
 def _temp_name(name: str) -> str:
-    return f".tmp-{name[:96]}-{uuid.uuid4().hex}"
+    return f"{TEMP_PREFIX}{name[:96]}-{uuid.uuid4().hex}"
+
+
+def is_temporary(url: str) -> bool:
+    """Whether ``url`` names the temporary of a write that never finished."""
+    return url.rstrip("/").rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
 
 
 # ------------------------------------------------------------------------- retry
