@@ -50,7 +50,10 @@ def safe_key(key: str) -> str:
         or any(ord(ch) < 32 for ch in key)
         or len(key) > 512
     ):
-        raise UnsafeMemberError(f"key {key!r} is not a safe relative name")
+        raise UnsafeMemberError(
+            f"key {key!r} is not a safe relative name for an output file "
+            "(absolute, '..' or empty parts, backslash, control characters, over 512 characters)"
+        )
     return key
 
 

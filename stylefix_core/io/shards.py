@@ -246,7 +246,8 @@ def _open_shard(
         size = storage.size_of(url)
         if size is not None and size > limits.max_shard_bytes:
             raise InputLimitError(
-                f"shard is {size} bytes, above the limit of {limits.max_shard_bytes}"
+                f"shard is {size} bytes, above the limit of {limits.max_shard_bytes} "
+                "(max_shard_bytes); none of its members were read"
             )
         with storage.open_read(url) as raw:
             yield from read(raw)
@@ -399,7 +400,7 @@ class _TarReader:
             group.fail(
                 "InputLimitError",
                 f"member {info.name!r} is {info.size} bytes, "
-                f"above the limit of {self.limits.max_file_bytes}",
+                f"above the limit of {self.limits.max_file_bytes} (max_file_bytes)",
             )
             return
         data = _read_member(tar, info)
@@ -583,18 +584,22 @@ class _ParquetReader:
         key = f"<row {index}>" if raw_key is None else str(raw_key)
         uri = f"{self.url}#{key}"
         if raw_key is None or key == "":
-            return _failure(self.spec, key, uri, "MissingKey", f"row {index} has no key")
+            message = f"row {index} has no key (null or empty in column {self.key_column!r})"
+            return _failure(self.spec, key, uri, "MissingKey", message)
         if _safe_member_name(key) != key:
-            return _failure(self.spec, key, uri, "UnsafeMemberError", f"unsafe key {key!r}")
+            message = f"unsafe key {key!r} in row {index}: it could name a file outside the output"
+            return _failure(self.spec, key, uri, "UnsafeMemberError", message)
         if key in self.seen:
             message = f"key {key!r} appears again in row {index}; only its first row is used"
             return _failure(self.spec, key, uri, "DuplicateKey", message)
         self.seen.add(key)
         if image is None:
-            return _failure(self.spec, key, uri, "MissingImageMember", f"row {index} has no image")
+            message = f"row {index} has no image (null in column {self.image_column!r})"
+            return _failure(self.spec, key, uri, "MissingImageMember", message)
         if len(image) > self.limits.max_file_bytes:
             message = (
-                f"image is {len(image)} bytes, above the limit of {self.limits.max_file_bytes}"
+                f"image is {len(image)} bytes, above the limit of "
+                f"{self.limits.max_file_bytes} (max_file_bytes)"
             )
             return _failure(self.spec, key, uri, "InputLimitError", message)
         return ShardMember(
@@ -660,7 +665,7 @@ def _read_file(spec: ShardSpec, url: str, key: str, limits: Limits) -> Item:
     try:
         data = storage.read_bytes(url, max_bytes=limits.max_file_bytes)
     except InputLimitError as exc:
-        return _failure(spec, key, url, "InputLimitError", str(exc))
+        return _failure(spec, key, url, "InputLimitError", f"{exc} (max_file_bytes)")
     except Exception as exc:
         if not storage.is_storage_error(exc):
             raise

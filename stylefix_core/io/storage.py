@@ -22,6 +22,7 @@ writes raise :class:`OutputWriteError`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import logging
 import os
@@ -55,6 +56,10 @@ _PERMANENT_OS_ERRORS = (
     NotADirectoryError,
     FileExistsError,
     io.UnsupportedOperation,
+)
+# OSErrors by number that no retry can fix (a name too long, a read-only disk).
+_PERMANENT_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.EINVAL, errno.EROFS, errno.ELOOP, errno.ENOTDIR, errno.EISDIR}
 )
 _BOTOCORE_TRANSIENT = (
     "ConnectionError",
@@ -338,6 +343,8 @@ def is_transient(exc: BaseException) -> bool:
     was never imported cannot be raised.
     """
     if isinstance(exc, _PERMANENT_OS_ERRORS):
+        return False
+    if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
         return False
     if isinstance(exc, (OSError, asyncio.TimeoutError)):  # OSError covers ConnectionError
         return True
