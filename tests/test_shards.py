@@ -499,3 +499,18 @@ def test_a_member_whose_key_a_failure_row_took_is_a_duplicate(tmp_path):
     url = write(tmp_path / "s.tar", tar_bytes(entries))
     keys = [item.key for item in read_shard(tar_spec(url), limits=LIMITS)]
     assert keys == ["a", "c", "a (duplicate 2)", "a (duplicate 2) (duplicate 2)"]
+
+
+def test_parquet_that_would_decompress_past_the_shard_limit_is_refused(tmp_path):
+    bombs = [b"\x00" * 300_000 + bytes([i]) for i in range(4)]  # compress to almost nothing
+    table = pa.table({"key": [f"k{i}" for i in range(4)], "image": bombs})
+    url = str(tmp_path / "p.parquet")
+    pq.write_table(table, url, compression="zstd")
+    limits = Limits(max_shard_bytes=1_000_000)
+    assert (tmp_path / "p.parquet").stat().st_size < 20_000  # so only the new check can refuse it
+    items = list(read_shard(parquet_spec(url), limits=limits))
+    assert outline(items) == [(SHARD_KEY, "InputLimitError")]
+    assert "would decompress to" in items[0].message
+    assert outline(list(read_shard(parquet_spec(url), limits=Limits()))) == [
+        (f"k{i}", "ok") for i in range(4)
+    ]

@@ -551,6 +551,7 @@ class _ParquetReader:
         try:
             parquet = pq.ParquetFile(raw)
             columns = self._columns(parquet.schema_arrow)
+            self._check_row_groups(parquet.metadata, columns)
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
                 values = {name: batch.column(name).to_pylist() for name in columns}
                 for offset in range(batch.num_rows):
@@ -564,6 +565,27 @@ class _ParquetReader:
                 raise
             message = f"unreadable parquet shard after {row} row(s): {type(exc).__name__}: {exc}"
             yield _failure(self.spec, SHARD_KEY, self.url, "ShardReadError", message)
+
+    def _check_row_groups(self, metadata: pq.FileMetaData, columns: list[str]) -> None:
+        """Refuse row groups that would decompress to more than a whole shard may hold.
+
+        A row group's columns are decoded whole, so a small file of highly
+        compressed cells (a compression bomb) is refused by its declared
+        sizes before any page is decompressed.
+        """
+        wanted = set(columns)
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            size = sum(
+                group.column(i).total_uncompressed_size
+                for i in range(group.num_columns)
+                if group.column(i).path_in_schema.split(".")[0] in wanted
+            )
+            if size > self.limits.max_shard_bytes:
+                raise InputLimitError(
+                    f"parquet row group {index} would decompress to {size} bytes, above the "
+                    f"limit of {self.limits.max_shard_bytes} (max_shard_bytes); shard not read"
+                )
 
     def _columns(self, schema: pa.Schema) -> list[str]:
         key_type = _field_type(schema, self.key_column)
