@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import uuid
 from pathlib import Path
@@ -210,4 +209,11 @@ def test_default_limits_are_finite_and_documented():
     assert config.limits.max_shard_bytes == 8 * 1024**3
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert "16 Mpx (4096²), 64 MiB, 8 GiB" in readme
-    assert os.path.exists(Path(__file__).parent.parent / "docs" / "reliability.md")
+
+
+def test_the_reliability_page_lists_every_input_kind_tried(bad_run):
+    catalog = bad_run[0]
+    page = (Path(__file__).parent.parent / "docs" / "reliability.md").read_text()
+    page = page.replace("`", "")
+    missing = sorted({e.kind for e in catalog.expected if e.kind not in page})
+    assert not missing, f"docs/reliability.md does not mention: {missing}"
