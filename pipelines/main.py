@@ -71,7 +71,8 @@ def run(
     pending = _pending_shards(config, plan.shards, summary)
     if config.resume:
         removed = outputs.remove_temporaries(config.output)
-        log.info("removed %d temporary file(s) left by an interrupted run", removed)
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted run", removed)
     log.info("%d shard(s) planned, %d to run", len(plan.shards), len(pending))
     pipeline = test_pipeline or beam.Pipeline(options=options)
     if pending:

@@ -19,6 +19,8 @@ Keys, the names images are reported and written under:
 
 Every :class:`ReadFailure` from here has ``stage="read"``. Failures of a whole
 shard (unreadable, corrupt, truncated, too big) carry the key ``"<shard>"``.
+No two items of one shard share a key: a repeat is reported as
+``KEY (duplicate 2)``, so each (shard, key) names exactly one row downstream.
 """
 
 from __future__ import annotations
