@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 import apache_beam as beam
+from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import to_job_config
@@ -44,9 +45,16 @@ def _pending_shards(
 
 
 def run(
-    argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
+    argv: Sequence[str] | None = None,
+    test_pipeline: beam.Pipeline | None = None,
+    *,
+    model_handler: ModelHandler | None = None,
 ) -> RunSummary:
-    """Plan shards, run the job, write the run manifest; returns the totals."""
+    """Plan shards, run the job, write the run manifest; returns the totals.
+
+    ``model_handler`` replaces the default StyleFixModelHandler, for a
+    different serving backend or for tests that inject faults into inference.
+    """
     options = PipelineOptions(argv)
     config = to_job_config(options)
     started, started_at = (
@@ -61,13 +69,20 @@ def run(
         run_id=config.resolved_run_id(), output=config.output, ignored_files=len(plan.ignored)
     )
     pending = _pending_shards(config, plan.shards, summary)
+    if config.resume:
+        removed = outputs.remove_temporaries(config.output)
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted run", removed)
     log.info("%d shard(s) planned, %d to run", len(plan.shards), len(pending))
     pipeline = test_pipeline or beam.Pipeline(options=options)
     if pending:
         _ = (
             pipeline
             | "Shards" >> beam.Create(pending)
-            | "StyleFix" >> StyleFix(config, bundle.manifest.style, bundle.manifest.version)
+            | "StyleFix"
+            >> StyleFix(
+                config, bundle.manifest.style, bundle.manifest.version, model_handler=model_handler
+            )
         )
         pipeline.run().wait_until_finish()
     for spec in plan.shards:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from stylefix_core import __version__
 from stylefix_core.bundle import Manifest
@@ -43,6 +44,21 @@ class RunSummary:
             self.errors_by_stage[stage] = self.errors_by_stage.get(stage, 0) + n
 
 
+def redacted(value: Any) -> Any:
+    """``value`` with credentials hidden in every string (``user:password@``, tokens).
+
+    Options hold URLs that may carry credentials; the manifest is read by
+    people and kept beside the outputs, so it records where, never how.
+    """
+    if isinstance(value, str):
+        return storage.redact(value)
+    if isinstance(value, dict):
+        return {key: redacted(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redacted(item) for item in value]
+    return value
+
+
 def write_run_manifest(
     config: JobConfig, bundle: Manifest, summary: RunSummary, started_at: str, runner: str
 ) -> str:
@@ -53,7 +69,7 @@ def write_run_manifest(
         "run_id": summary.run_id,
         "runner": runner,
         "started_at": started_at,
-        "options": config.to_dict(),
+        "options": redacted(config.to_dict()),
         "bundle": {
             "name": bundle.name,
             "style": bundle.style,

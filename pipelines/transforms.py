@@ -12,15 +12,16 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import PredictionResult, RunInference
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from pipelines.model_handler import StyleFixModelHandler
 from stylefix_core.config import JobConfig, Mode
 from stylefix_core.engine import ImageFailure, ImageResult
 from stylefix_core.errors import StyleFixError
-from stylefix_core.imaging import decode_image, encode_image, sha256_hex
+from stylefix_core.imaging import encode_image
 from stylefix_core.io import outputs, shards
 from stylefix_core.io.outputs import ShardCounts
+from stylefix_core.members import decode_member
 from stylefix_core.records import DecodedImage, ErrorRow, ReadFailure, ShardMember, ShardSpec
 from stylefix_core.report import ERROR_SCHEMA, REPORT_SCHEMA, error_row, report_row, to_table
 from stylefix_core.scoring import run_collapse
@@ -96,16 +97,15 @@ class Decode(beam.DoFn):
 
     def process(self, member: ShardMember) -> Iterator:
         try:
-            outputs.safe_key(member.key)
-            pixels = decode_image(member.data, self._config.limits)
-        except (StyleFixError, ValueError, OSError) as exc:
+            image = decode_member(member, self._config.limits)
+        except StyleFixError as exc:
             self._failed.inc()
-            stage = exc.stage if isinstance(exc, StyleFixError) else "decode"
             yield beam.pvalue.TaggedOutput(
-                ERROR, _error(self._config, member.shard, member.key, member.source_uri, exc, stage)
+                ERROR,
+                _error(self._config, member.shard, member.key, member.source_uri, exc, exc.stage),
             )
             return
-        yield DecodedImage(member=member, pixels=pixels, input_sha256=sha256_hex(member.data))
+        yield image
 
 
 class WriteImage(beam.DoFn):
@@ -244,11 +244,18 @@ class WriteShardParts(beam.DoFn):
 class StyleFix(beam.PTransform):
     """ShardSpecs -> ShardCounts, with every output written on the way."""
 
-    def __init__(self, config: JobConfig, style: str, model_version: str):
+    def __init__(
+        self,
+        config: JobConfig,
+        style: str,
+        model_version: str,
+        model_handler: ModelHandler | None = None,
+    ):
         super().__init__()
         self._config = config
         self._style = style
         self._version = model_version
+        self._handler = model_handler or StyleFixModelHandler(config)
 
     def expand(self, specs):
         cfg = self._config
@@ -260,9 +267,7 @@ class StyleFix(beam.PTransform):
         decoded = read.members | "Decode" >> beam.ParDo(Decode(cfg)).with_outputs(
             ERROR, main="images"
         )
-        predictions = decoded.images | "StyleScoreCorrect" >> RunInference(
-            StyleFixModelHandler(cfg)
-        )
+        predictions = decoded.images | "StyleScoreCorrect" >> RunInference(self._handler)
         rows = predictions | "WriteImages" >> beam.ParDo(
             WriteImage(cfg, self._style, self._version)
         ).with_outputs(ERROR, main="reports")

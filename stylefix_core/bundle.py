@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -26,6 +27,7 @@ from stylefix_core.models import ARCHITECTURES
 BUNDLE_FORMAT = "stylefix-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MODEL_ROLES = ("generator", "discriminator", "autoencoder", "embedding", "corrector")
+WEIGHTS_SUFFIX = ".safetensors"
 DEFAULT_BUNDLE_DIR = Path(__file__).parent / "default_bundle"
 # Every bundle calibrates every detector, so every report has every score
 # column; scoring.scorer uses this same tuple as its DETECTORS.
@@ -181,9 +183,13 @@ def parse_manifest(text: str) -> Manifest:
         if arch not in ARCHITECTURES:
             raise BundleError(f"manifest {role}: unknown architecture {arch!r}")
         weights = _require(entry, "weights", str, role)
-        if "/" in weights or weights.startswith("."):
+        if "/" in weights or "\\" in weights or weights.startswith("."):
             raise BundleError(
                 f"manifest {role}: weights must be a plain file name, got {weights!r}"
+            )
+        if not weights.endswith(WEIGHTS_SUFFIX):
+            raise BundleError(
+                f"manifest {role}: weights must be a {WEIGHTS_SUFFIX} file, got {weights!r}"
             )
         models[role] = ModelEntry(
             arch,
@@ -214,7 +220,11 @@ def _build_network(role: str, entry: ModelEntry, blob: bytes) -> nn.Module:
     except TypeError as exc:
         raise BundleError(f"manifest {role}: bad params for {entry.arch}: {exc}") from exc
     try:
-        network.load_state_dict(load_safetensors(blob), strict=True)
+        state = load_safetensors(blob)
+    except SafetensorError as exc:
+        raise BundleError(f"{entry.weights}: not a readable safetensors file: {exc}") from exc
+    try:
+        network.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
         raise BundleError(f"{entry.weights}: weights do not fit {entry.arch}: {exc}") from exc
     return network.eval().requires_grad_(False)

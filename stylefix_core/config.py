@@ -27,7 +27,9 @@ DEVICES = ("auto", "cpu", "cuda")
 class Limits:
     """Safety limits on untrusted input; each violation is one error row."""
 
-    max_pixels: int = 64_000_000  # decoded width * height
+    # decoded width * height. The networks need about 0.55 GB of CPU memory per
+    # megapixel (measured), so 16 Mpx (4096 x 4096) keeps one image under ~9 GB.
+    max_pixels: int = 4096 * 4096
     max_file_bytes: int = 64 * 1024 * 1024  # one member
     max_shard_bytes: int = 8 * 1024 * 1024 * 1024  # one shard file
 

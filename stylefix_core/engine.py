@@ -9,6 +9,7 @@ images, so one bad image costs one error row and not its batch-mates.
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class Engine:
         if self.device.type == "cuda" and isinstance(exc, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()
 
-    def _process_same_size(self, images: list[np.ndarray]) -> list[ImageResult]:
+    def _process_same_size(self, images: list[np.ndarray]) -> list[Outcome]:
         with inference_context(self.device):
             x = to_batch(images, self.device)
             content = x if self.mode is Mode.STYLE else None
@@ -161,10 +162,14 @@ class Engine:
         after: torch.Tensor,
         hashes: list[str],
         keep_input: bool,
-    ) -> list[ImageResult]:
+    ) -> list[Outcome]:
         pixels = to_pixels(best)
-        results = []
+        results: list[Outcome] = []
         for i, image in enumerate(pixels):
+            failure = _non_finite(before, i, image.shape)
+            if failure is not None:
+                results.append(failure)
+                continue
             corrected = bool(names[i])
             results.append(
                 ImageResult(
@@ -184,6 +189,25 @@ class Engine:
         return results
 
 
+def _non_finite(before: ScoreBatch, index: int, shape: tuple[int, ...]) -> ImageFailure | None:
+    """A failure naming the detectors whose score is NaN or infinite, else None.
+
+    A NaN score compares False with the threshold, so it would pass an image
+    as clean without anybody being told; it is an error row instead.
+    """
+    if math.isfinite(float(before.score[index])):
+        return None
+    broken = [d for d in DETECTORS if not math.isfinite(float(before.z[d][index]))]
+    return ImageFailure(
+        error_type="NonFiniteScore",
+        message=(
+            f"detector(s) {', '.join(broken) or 'combined'} gave a non-finite score "
+            f"for this {shape[1]}x{shape[0]} image, so it cannot be judged"
+        ),
+        stage="score",
+    )
+
+
 def run_in_halves(
     fn: Callable[[list], list], items: list, on_failure: Callable[[Exception, int], None]
 ) -> list:
@@ -197,7 +221,9 @@ def run_in_halves(
     except Exception as exc:  # noqa: BLE001 - every failure becomes a typed outcome
         on_failure(exc, len(items))
         if len(items) == 1:
-            return [ImageFailure(error_type=type(exc).__name__, message=str(exc) or repr(exc))]
+            detail = str(exc) or repr(exc)
+            message = f"the models failed on this image even alone: {detail}"
+            return [ImageFailure(error_type=type(exc).__name__, message=message)]
         middle = len(items) // 2
         return run_in_halves(fn, items[:middle], on_failure) + run_in_halves(
             fn, items[middle:], on_failure

@@ -238,7 +238,7 @@ def _check_pixel_limit(size: tuple[int, int], limits: Limits) -> None:
     if width * height > limits.max_pixels:
         raise InputLimitError(
             f"image is {width}x{height} = {width * height} pixels, "
-            f"above the limit of {limits.max_pixels} pixels"
+            f"above the limit of {limits.max_pixels} pixels (max_pixels)"
         )
 
 

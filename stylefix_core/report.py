@@ -2,7 +2,8 @@
 
 The schemas are explicit so every part file has the same column types whatever
 its rows hold (an all-null column would otherwise be typed ``null``), which is
-what lets analysts read ``report/*.parquet`` as one table.
+what lets analysts read ``report/*.parquet`` as one table. URLs in rows are
+redacted (no ``user:password@`` or tokens), since reports are shared widely.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from stylefix_core.engine import ImageResult
+from stylefix_core.io.storage import redact
 from stylefix_core.records import DecodedImage, ErrorRow
 from stylefix_core.scoring.run_collapse import average_hash
 from stylefix_core.scoring.scorer import DETECTORS
@@ -78,7 +80,7 @@ def report_row(
         "run_id": run_id,
         "shard": member.shard,
         "key": member.key,
-        "source_uri": member.source_uri,
+        "source_uri": redact(member.source_uri),
         "width": int(width),
         "height": int(height),
         "mode": mode,
@@ -93,7 +95,7 @@ def report_row(
         "corrected": result.corrected,
         "correction": result.correction,
         "score_after_correction": result.score_after_correction,
-        "output_uri": output_uri,
+        "output_uri": redact(output_uri),
         "input_sha256": image.input_sha256,
         "input_hash": average_hash(image.pixels),
         "styled_hash": result.styled_hash,
@@ -102,7 +104,11 @@ def report_row(
 
 
 def error_row(row: ErrorRow) -> dict[str, Any]:
-    return asdict(row)
+    """One error row; URLs and messages with credentials in them are redacted."""
+    data = asdict(row)
+    for column in ("source_uri", "message"):
+        data[column] = redact(data[column])
+    return data
 
 
 def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

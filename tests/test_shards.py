@@ -164,7 +164,12 @@ def test_duplicate_key_keeps_the_first(tmp_path):
     ]
     url = write(tmp_path / "s.tar", tar_bytes(entries))
     items = list(read_shard(tar_spec(url), limits=LIMITS))
-    assert outline(items) == [("a", "ok"), ("b", "ok"), ("a", "DuplicateKey"), ("c", "ok")]
+    assert outline(items) == [
+        ("a", "ok"),
+        ("b", "ok"),
+        ("a (duplicate 2)", "DuplicateKey"),
+        ("c", "ok"),
+    ]
     assert items[0].data == image_bytes(0)
 
 
@@ -275,7 +280,7 @@ def test_parquet_rows(tmp_path):
     assert outline(items) == [(k, "ok") for k in keys[:70]] + [
         ("nullimg", "MissingImageMember"),
         ("<row 71>", "MissingKey"),
-        ("r001", "DuplicateKey"),
+        ("r001 (duplicate 2)", "DuplicateKey"),
         ("jpg", "ok"),
         ("junk", "ok"),
         ("../up", "UnsafeMemberError"),
@@ -365,7 +370,12 @@ def test_plan_and_read_plain_files(tmp_path, caplog):
         ("files-00001", "files", 2),
     ]
     first, second = (list(read_shard(spec, limits=LIMITS)) for spec in plan.shards)
-    assert outline(first) == [("a", "ok"), ("d", "ok"), ("e", "ok"), ("e", "DuplicateKey")]
+    assert outline(first) == [
+        ("a", "ok"),
+        ("d", "ok"),
+        ("e", "ok"),
+        ("e (duplicate 2)", "DuplicateKey"),
+    ]
     assert outline(second) == [("sub/b", "ok"), ("sub/deeper/c", "ok")]
     a, d, e, _ = first
     assert (a.metadata, a.ext, a.source_uri, a.shard) == (
@@ -454,3 +464,53 @@ def test_memory_urls(memory_root):
     (file_item,) = read_shard(plan.shards[1], limits=LIMITS)
     assert (file_item.key, file_item.metadata) == ("imgs/p", {"m": True})
     assert file_item.source_uri.startswith("memory://")
+
+
+def test_every_item_of_a_shard_gets_its_own_key(tmp_path):
+    entries = [
+        ("../x.png", image_bytes(0)),
+        ("../x.png", image_bytes(1)),
+        (".png", image_bytes(2)),
+        ("dir/.hidden.png", image_bytes(3)),
+        ("a.png", image_bytes(4)),
+        ("a.png", image_bytes(5)),
+        ("a.json", b"{}"),
+        (".notes", b"ignored: no key and not an image"),
+        ("b.png", image_bytes(6)),
+    ]
+    url = write(tmp_path / "s.tar", tar_bytes(entries))
+    items = list(read_shard(tar_spec(url), limits=LIMITS))
+    assert outline(items) == [
+        ("../x.png", "UnsafeMemberError"),
+        ("../x.png (duplicate 2)", "UnsafeMemberError"),
+        (".png", "MissingKey"),
+        ("dir/.hidden.png", "MissingKey"),
+        ("a", "ok"),
+        ("a (duplicate 2)", "DuplicateKey"),
+        ("b", "ok"),
+    ]
+    assert items[4].data == image_bytes(4)
+    assert "no key" in items[2].message and "repeats" in items[5].message
+
+
+def test_a_member_whose_key_a_failure_row_took_is_a_duplicate(tmp_path):
+    entries = [("a.png", image_bytes(0)), ("c.png", b""), ("a.png", image_bytes(1))]
+    entries += [("a (duplicate 2).png", image_bytes(2))]
+    url = write(tmp_path / "s.tar", tar_bytes(entries))
+    keys = [item.key for item in read_shard(tar_spec(url), limits=LIMITS)]
+    assert keys == ["a", "c", "a (duplicate 2)", "a (duplicate 2) (duplicate 2)"]
+
+
+def test_parquet_that_would_decompress_past_the_shard_limit_is_refused(tmp_path):
+    bombs = [b"\x00" * 300_000 + bytes([i]) for i in range(4)]  # compress to almost nothing
+    table = pa.table({"key": [f"k{i}" for i in range(4)], "image": bombs})
+    url = str(tmp_path / "p.parquet")
+    pq.write_table(table, url, compression="zstd")
+    limits = Limits(max_shard_bytes=1_000_000)
+    assert (tmp_path / "p.parquet").stat().st_size < 20_000  # so only the new check can refuse it
+    items = list(read_shard(parquet_spec(url), limits=limits))
+    assert outline(items) == [(SHARD_KEY, "InputLimitError")]
+    assert "would decompress to" in items[0].message
+    assert outline(list(read_shard(parquet_spec(url), limits=Limits()))) == [
+        (f"k{i}", "ok") for i in range(4)
+    ]

@@ -50,7 +50,10 @@ def safe_key(key: str) -> str:
         or any(ord(ch) < 32 for ch in key)
         or len(key) > 512
     ):
-        raise UnsafeMemberError(f"key {key!r} is not a safe relative name")
+        raise UnsafeMemberError(
+            f"key {key!r} is not a safe relative name for an output file "
+            "(absolute, '..' or empty parts, backslash, control characters, over 512 characters)"
+        )
     return key
 
 
@@ -85,6 +88,20 @@ def write_shard_outputs(
     storage.write_bytes_atomic(
         marker_uri(output, counts.shard), json.dumps(asdict(counts), sort_keys=True).encode()
     )
+
+
+def remove_temporaries(output: str) -> int:
+    """Delete what writers killed mid-write left under ``output``; returns how many.
+
+    A worker that dies between uploading a temporary and moving it into place
+    leaves a ``.tmp-*`` file behind. Nothing reads them, but a resumed run
+    removes them so its outputs are exactly those of an uninterrupted run.
+    Only for a prefix no other job is writing to at the same time.
+    """
+    stale = [url for url in storage.list_files(output) if storage.is_temporary(url)]
+    for url in stale:
+        storage.remove(url)
+    return len(stale)
 
 
 def read_marker(output: str, shard: str) -> ShardCounts | None:

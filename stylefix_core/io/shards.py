@@ -19,10 +19,13 @@ Keys, the names images are reported and written under:
 
 Every :class:`ReadFailure` from here has ``stage="read"``. Failures of a whole
 shard (unreadable, corrupt, truncated, too big) carry the key ``"<shard>"``.
+No two items of one shard share a key: a repeat is reported as
+``KEY (duplicate 2)``, so each (shard, key) names exactly one row downstream.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -144,12 +147,12 @@ def _ignored_files(others: list[str], images: list[str]) -> list[str]:
         url for url in others if not (_suffix(url) == ".json" and _strip_suffix(url) in stems)
     ]
     for url in ignored:
-        logger.debug("ignoring input file that is not a shard or an image: %s", url)
+        logger.debug("ignoring input file that is not a shard or an image: %s", storage.redact(url))
     if ignored:
         logger.warning(
             "ignoring %d input file(s) that are not shards or images, e.g. %s",
             len(ignored),
-            ", ".join(ignored[:_EXAMPLES_LOGGED]),
+            storage.redact(", ".join(ignored[:_EXAMPLES_LOGGED])),
         )
     return ignored
 
@@ -185,25 +188,55 @@ def read_shard(
     ``metadata`` column (JSON text, struct or map) and ``style`` column go into
     each member's metadata. Raises ``ValueError`` for an unknown shard kind;
     everything that goes wrong with the data itself is yielded as a failure.
+    Every item of one shard has its own key (see :func:`_with_unique_keys`).
     """
     if spec.kind == "tar":
-        return _read_tar(spec, limits)
-    if spec.kind == "parquet":
-        return _read_parquet(spec, limits, key_column, image_column)
-    if spec.kind == "files":
-        return _read_files(spec, limits)
-    raise ValueError(f"unknown shard kind {spec.kind!r} (expected tar, parquet or files)")
+        items = _read_tar(spec, limits)
+    elif spec.kind == "parquet":
+        items = _read_parquet(spec, limits, key_column, image_column)
+    elif spec.kind == "files":
+        items = _read_files(spec, limits)
+    else:
+        raise ValueError(f"unknown shard kind {spec.kind!r} (expected tar, parquet or files)")
+    return _with_unique_keys(items)
+
+
+def _with_unique_keys(items: Iterator[Item]) -> Iterator[Item]:
+    """Give each item a key no earlier item of the shard has.
+
+    (shard, key) names exactly one report or error row, so a second item
+    under a taken key (a duplicate, or two unsafe members of the same name)
+    becomes ``KEY (duplicate 2)``, ``KEY (duplicate 3)``... A member whose
+    key a failure row already took is itself reported as a duplicate.
+    """
+    taken: set[str] = set()
+    for item in items:
+        if item.key in taken:
+            free = _free_key(item.key, taken)
+            if isinstance(item, ShardMember):
+                message = f"key {item.key!r} was already used earlier in the shard"
+                item = _failure_for(item.shard, free, item.source_uri, "DuplicateKey", message)
+            else:
+                item = dataclasses.replace(item, key=free)
+        taken.add(item.key)
+        yield item
+
+
+def _free_key(key: str, taken: set[str]) -> str:
+    number = 2
+    while f"{key} (duplicate {number})" in taken:
+        number += 1
+    return f"{key} (duplicate {number})"
+
+
+def _failure_for(shard: str, key: str, uri: str, error_type: str, message: str) -> ReadFailure:
+    return ReadFailure(
+        shard=shard, key=key, source_uri=uri, stage="read", error_type=error_type, message=message
+    )
 
 
 def _failure(spec: ShardSpec, key: str, uri: str, error_type: str, message: str) -> ReadFailure:
-    return ReadFailure(
-        shard=spec.name,
-        key=key,
-        source_uri=uri,
-        stage="read",
-        error_type=error_type,
-        message=message,
-    )
+    return _failure_for(spec.name, key, uri, error_type, message)
 
 
 def _open_shard(
@@ -215,7 +248,8 @@ def _open_shard(
         size = storage.size_of(url)
         if size is not None and size > limits.max_shard_bytes:
             raise InputLimitError(
-                f"shard is {size} bytes, above the limit of {limits.max_shard_bytes}"
+                f"shard is {size} bytes, above the limit of {limits.max_shard_bytes} "
+                "(max_shard_bytes); none of its members were read"
             )
         with storage.open_read(url) as raw:
             yield from read(raw)
@@ -269,6 +303,8 @@ class _KeyGroup:
     image_rank: int = 99
     metadata: dict[str, Any] = field(default_factory=dict)
     failure: _Problem | None = None
+    fields: set[str] = field(default_factory=set)
+    repeats: list[str] = field(default_factory=list)  # members repeating a field
 
     def fail(self, error_type: str, message: str) -> None:
         """Record the first problem; later members of the key are then skipped."""
@@ -318,7 +354,7 @@ class _TarReader:
             return
         split = _split_member(name)
         if split is None:
-            logger.debug("ignoring tar member without a key.field name: %s", name)
+            yield from self._keyless(name)
             return
         key, member_field = split
         if self.group is None or self.group.key != key:
@@ -326,15 +362,31 @@ class _TarReader:
             self._start_group(key)
         self._add(tar, info, member_field)
 
+    def _keyless(self, name: str) -> Iterator[Item]:
+        """A member named like an image but without a key is an error row, not lost."""
+        if _suffix(name) not in IMAGE_EXTENSIONS:
+            logger.debug("ignoring tar member without a key.field name: %s", name)
+            return
+        message = (
+            f"member {name!r} looks like an image but has no key "
+            "(a name before the first '.', as in KEY.png); not processed"
+        )
+        yield self._fail(name, "MissingKey", message)
+
     def _start_group(self, key: str) -> None:
         self.group = _KeyGroup(key)
         if key in self.seen:
-            self.group.fail("DuplicateKey", f"key {key!r} appears again later in the shard")
+            message = f"key {key!r} appears again later in the shard; only its first member is used"
+            self.group.fail("DuplicateKey", message)
         self.seen.add(key)
 
     def _add(self, tar: tarfile.TarFile, info: tarfile.TarInfo, member_field: str) -> None:
         group = self.group
         assert group is not None
+        if member_field in group.fields:
+            group.repeats.append(info.name)
+            return
+        group.fields.add(member_field)
         if not info.isreg():
             group.fail(
                 "UnsafeMemberError",
@@ -350,7 +402,7 @@ class _TarReader:
             group.fail(
                 "InputLimitError",
                 f"member {info.name!r} is {info.size} bytes, "
-                f"above the limit of {self.limits.max_file_bytes}",
+                f"above the limit of {self.limits.max_file_bytes} (max_file_bytes)",
             )
             return
         data = _read_member(tar, info)
@@ -378,6 +430,9 @@ class _TarReader:
                 ext="." + group.image_name.rsplit(".", 1)[-1].lower(),
                 metadata=group.metadata,
             )
+        for name in group.repeats:
+            message = f"member {name!r} repeats a member name of key {group.key!r}; not used"
+            yield _failure(self.spec, group.key, f"{self.url}#{name}", "DuplicateKey", message)
 
     def _broken(self, exc: BaseException) -> Iterator[Item]:
         """Yield what was read whole, then one failure saying where the tar broke."""
@@ -458,11 +513,13 @@ def _parse_metadata(raw: bytes, where: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        logger.warning("ignoring unreadable metadata %s: %s", where, exc)
+        logger.warning("ignoring unreadable metadata %s: %s", storage.redact(where), exc)
         return {}
     if not isinstance(value, dict):
         logger.warning(
-            "ignoring metadata %s: a JSON %s, not an object", where, type(value).__name__
+            "ignoring metadata %s: a JSON %s, not an object",
+            storage.redact(where),
+            type(value).__name__,
         )
         return {}
     return value
@@ -496,6 +553,7 @@ class _ParquetReader:
         try:
             parquet = pq.ParquetFile(raw)
             columns = self._columns(parquet.schema_arrow)
+            self._check_row_groups(parquet.metadata, columns)
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
                 values = {name: batch.column(name).to_pylist() for name in columns}
                 for offset in range(batch.num_rows):
@@ -509,6 +567,27 @@ class _ParquetReader:
                 raise
             message = f"unreadable parquet shard after {row} row(s): {type(exc).__name__}: {exc}"
             yield _failure(self.spec, SHARD_KEY, self.url, "ShardReadError", message)
+
+    def _check_row_groups(self, metadata: pq.FileMetaData, columns: list[str]) -> None:
+        """Refuse row groups that would decompress to more than a whole shard may hold.
+
+        A row group's columns are decoded whole, so a small file of highly
+        compressed cells (a compression bomb) is refused by its declared
+        sizes before any page is decompressed.
+        """
+        wanted = set(columns)
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            size = sum(
+                group.column(i).total_uncompressed_size
+                for i in range(group.num_columns)
+                if group.column(i).path_in_schema.split(".")[0] in wanted
+            )
+            if size > self.limits.max_shard_bytes:
+                raise InputLimitError(
+                    f"parquet row group {index} would decompress to {size} bytes, above the "
+                    f"limit of {self.limits.max_shard_bytes} (max_shard_bytes); shard not read"
+                )
 
     def _columns(self, schema: pa.Schema) -> list[str]:
         key_type = _field_type(schema, self.key_column)
@@ -529,17 +608,22 @@ class _ParquetReader:
         key = f"<row {index}>" if raw_key is None else str(raw_key)
         uri = f"{self.url}#{key}"
         if raw_key is None or key == "":
-            return _failure(self.spec, key, uri, "MissingKey", f"row {index} has no key")
+            message = f"row {index} has no key (null or empty in column {self.key_column!r})"
+            return _failure(self.spec, key, uri, "MissingKey", message)
         if _safe_member_name(key) != key:
-            return _failure(self.spec, key, uri, "UnsafeMemberError", f"unsafe key {key!r}")
+            message = f"unsafe key {key!r} in row {index}: it could name a file outside the output"
+            return _failure(self.spec, key, uri, "UnsafeMemberError", message)
         if key in self.seen:
-            return _failure(self.spec, key, uri, "DuplicateKey", f"key {key!r} appears again")
+            message = f"key {key!r} appears again in row {index}; only its first row is used"
+            return _failure(self.spec, key, uri, "DuplicateKey", message)
         self.seen.add(key)
         if image is None:
-            return _failure(self.spec, key, uri, "MissingImageMember", f"row {index} has no image")
+            message = f"row {index} has no image (null in column {self.image_column!r})"
+            return _failure(self.spec, key, uri, "MissingImageMember", message)
         if len(image) > self.limits.max_file_bytes:
             message = (
-                f"image is {len(image)} bytes, above the limit of {self.limits.max_file_bytes}"
+                f"image is {len(image)} bytes, above the limit of "
+                f"{self.limits.max_file_bytes} (max_file_bytes)"
             )
             return _failure(self.spec, key, uri, "InputLimitError", message)
         return ShardMember(
@@ -594,7 +678,7 @@ def _read_files(spec: ShardSpec, limits: Limits) -> Iterator[Item]:
     for url in spec.urls:
         key = _file_key(url, spec.root)
         if key in seen:
-            message = f"another file in this group has the key {key!r}"
+            message = f"another file has the key {key!r}; only the first in name order is used"
             yield _failure(spec, key, url, "DuplicateKey", message)
             continue
         seen.add(key)
@@ -605,7 +689,7 @@ def _read_file(spec: ShardSpec, url: str, key: str, limits: Limits) -> Item:
     try:
         data = storage.read_bytes(url, max_bytes=limits.max_file_bytes)
     except InputLimitError as exc:
-        return _failure(spec, key, url, "InputLimitError", str(exc))
+        return _failure(spec, key, url, "InputLimitError", f"{exc} (max_file_bytes)")
     except Exception as exc:
         if not storage.is_storage_error(exc):
             raise
@@ -628,7 +712,9 @@ def _sidecar_metadata(url: str, limits: Limits) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, InputLimitError) as exc:
-        logger.warning("ignoring unreadable metadata %s: %s", sidecar, exc)
+        logger.warning(
+            "ignoring unreadable metadata %s: %s", storage.redact(sidecar), storage.redact(str(exc))
+        )
         return {}
     return _parse_metadata(raw, sidecar)
 

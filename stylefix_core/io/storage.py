@@ -22,6 +22,7 @@ writes raise :class:`OutputWriteError`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import logging
 import os
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 GLOB_CHARS = "*?["
+TEMP_PREFIX = ".tmp-"  # names of not-yet-moved writes; see write_bytes_atomic
 TRANSIENT_HTTP_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # OSErrors that say something about the path, not the network: retrying is futile.
 _PERMANENT_OS_ERRORS = (
@@ -54,6 +56,10 @@ _PERMANENT_OS_ERRORS = (
     NotADirectoryError,
     FileExistsError,
     io.UnsupportedOperation,
+)
+# OSErrors by number that no retry can fix (a name too long, a read-only disk).
+_PERMANENT_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.EINVAL, errno.EROFS, errno.ELOOP, errno.ENOTDIR, errno.EISDIR}
 )
 _BOTOCORE_TRANSIENT = (
     "ConnectionError",
@@ -285,7 +291,12 @@ def _remove_quietly(fs: AbstractFileSystem, path: str) -> None:
 
 
 def _temp_name(name: str) -> str:
-    return f".tmp-{name[:96]}-{uuid.uuid4().hex}"
+    return f"{TEMP_PREFIX}{name[:96]}-{uuid.uuid4().hex}"
+
+
+def is_temporary(url: str) -> bool:
+    """Whether ``url`` names the temporary of a write that never finished."""
+    return url.rstrip("/").rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
 
 
 # ------------------------------------------------------------------------- retry
@@ -332,6 +343,8 @@ def is_transient(exc: BaseException) -> bool:
     was never imported cannot be raised.
     """
     if isinstance(exc, _PERMANENT_OS_ERRORS):
+        return False
+    if isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS:
         return False
     if isinstance(exc, (OSError, asyncio.TimeoutError)):  # OSError covers ConnectionError
         return True

@@ -81,8 +81,17 @@ def blur(x: torch.Tensor) -> torch.Tensor:
 
 
 def noise_level(x: torch.Tensor) -> torch.Tensor:
-    """Log of the estimated noise standard deviation of luma."""
-    response = _conv_luma(x, _NOISE_MASK)[..., 1:-1, 1:-1].abs().mean(dim=(1, 2, 3))
+    """Log of the estimated noise standard deviation of luma.
+
+    The one-pixel border (where replicate padding fakes structure) is left out
+    only along a side with an interior; an image 1 or 2 pixels thin keeps it,
+    since dropping it would leave nothing and make the mean NaN.
+    """
+    response = _conv_luma(x, _NOISE_MASK)
+    height, width = response.shape[-2:]
+    rows = slice(1, -1) if height > 2 else slice(None)
+    cols = slice(1, -1) if width > 2 else slice(None)
+    response = response[..., rows, cols].abs().mean(dim=(1, 2, 3))
     sigma = response * math.sqrt(math.pi / 2.0) / 6.0
     return torch.log(sigma + 1e-4)
 
