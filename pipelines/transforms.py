@@ -15,6 +15,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines.model_handler import StyleFixModelHandler
+from pipelines.progress import ProgressTap
 from stylefix_core.config import JobConfig, Mode
 from stylefix_core.engine import ImageFailure, ImageResult
 from stylefix_core.errors import StyleFixError
@@ -256,8 +257,18 @@ class StyleFix(beam.PTransform):
         rows = predictions | "WriteImages" >> beam.ParDo(
             WriteImage(cfg, self._style, self._version)
         )
+        # Counted before the Flatten: runners may materialise a Flatten's inputs.
+        tap = ProgressTap(cfg.progress_interval_s, NAMESPACE, REPORT, ERROR)
+        finished = [
+            stream | f"Count{name}" >> beam.ParDo(tap)
+            for name, stream in (
+                ("ReadErrors", read[ERROR]),
+                ("DecodeErrors", decoded[ERROR]),
+                ("Rows", rows),
+            )
+        ]
         return (
-            (read[SEED], read[ERROR], decoded[ERROR], rows)
+            (read[SEED], *finished)
             | "AllRows" >> beam.Flatten()
             | "ByShard" >> beam.GroupByKey()
             | "WriteParts" >> beam.ParDo(WriteShardParts(cfg))
