@@ -15,13 +15,15 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import to_job_config
+from pipelines.progress import run_and_watch
 from pipelines.run_manifest import RunSummary, write_run_manifest
-from pipelines.transforms import StyleFix
+from pipelines.transforms import NAMESPACE, StyleFix
 from stylefix_core.bundle import load_bundle
 from stylefix_core.config import JobConfig
 from stylefix_core.device import resolve_device
 from stylefix_core.io import outputs
 from stylefix_core.io.shards import plan_shards
+from stylefix_core.qa_report.build import build_report
 from stylefix_core.records import ShardSpec
 
 log = logging.getLogger("stylefix")
@@ -46,7 +48,7 @@ def _pending_shards(
 def run(
     argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None
 ) -> RunSummary:
-    """Plan shards, run the job, write the run manifest; returns the totals."""
+    """Plan shards, run the job, write the run manifest and QA report; returns the totals."""
     options = PipelineOptions(argv)
     config = to_job_config(options)
     started, started_at = (
@@ -69,7 +71,7 @@ def run(
             | "Shards" >> beam.Create(pending)
             | "StyleFix" >> StyleFix(config, bundle.manifest.style, bundle.manifest.version)
         )
-        pipeline.run().wait_until_finish()
+        run_and_watch(pipeline, config.progress_interval_s, NAMESPACE)
     for spec in plan.shards:
         counts = outputs.read_marker(config.output, spec.name)
         if counts is None:
@@ -79,6 +81,7 @@ def run(
     summary.seconds = round(time.monotonic() - started, 2)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     write_run_manifest(config, bundle.manifest, summary, started_at, str(runner))
+    build_report(config.output)  # reads back only what the run wrote
     return summary
 
 
