@@ -3,7 +3,8 @@
 Pure: no I/O, no clock, no randomness, so the same tables always give the
 same bytes (a re-run of the job rewrites an identical ``report.html``). Every
 string from the data is escaped; images arrive as ``data:`` URIs and charts
-as inline SVG, so the page needs no network and no script.
+as inline SVG, so the page needs no network. The only script is an image's
+``onerror``, which swaps a thumbnail the browser cannot show for a note.
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ def _thumb(thumb: Thumbnail, which: str, key: str) -> str:
     return (
         f'<div class="thumb"><span class="label">{which}</span>'
         f'<img src="{thumb.data_uri}" width="{thumb.width}" height="{thumb.height}" '
-        f'alt="{which}: {escape(key)}"></div>'
+        f'alt="{which}: {escape(key)}" onerror="this.parentNode.classList.add(\'broken\')"></div>'
     )
 
 
@@ -412,6 +413,7 @@ figure.pair{margin:0;border:1px solid var(--line);border-radius:8px;padding:10px
 .thumb{position:relative;height:180px;background:#eceef2;border-radius:6px;display:flex;align-items:center;justify-content:center;overflow:hidden}
 .thumb img{width:100%;height:100%;object-fit:contain}
 .thumb .label{position:absolute;top:4px;left:4px;background:rgba(29,36,51,.75);color:#fff;font-size:11px;padding:1px 6px;border-radius:4px}
+.thumb.broken img{display:none}.thumb.broken::after{content:"the browser could not show this image";font-size:12px;color:var(--muted)}
 .thumb.missing .why{padding:20px 10px 6px;font-size:12px;color:var(--muted);text-align:center;overflow-wrap:anywhere}
 figcaption{margin-top:8px;font-size:14px}.key{font-weight:600;overflow-wrap:anywhere}
 .flag{color:#fff;background:var(--over);border-radius:4px;padding:0 6px;font-size:12px}
