@@ -85,5 +85,6 @@ def test_histogram_keeps_every_score_and_the_threshold_in_range():
     assert histogram.total == 100
     assert histogram.overflow == 1  # the far outlier does not squash the rest
     assert histogram.edges[0] <= 0 and histogram.edges[-1] >= 3.5
+    assert np.isclose(histogram.edges, 3.5).any()  # no bar straddles the threshold
     plain = score_histogram(np.array([1.0, 2.0, 2.5]), threshold=None)
     assert plain.total == 3 and plain.overflow == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from stylefix_core.qa_report.stats import KSResult, ks_2samp
@@ -56,8 +57,8 @@ class Comparison:
     resolved_anomalies: list[KeyChange]
     reasons: list[ReasonChange]
     drift: KSResult | None  # None where either run scored nothing
-    previous_scores: Any  # numpy array, for the ECDF plot
-    current_scores: Any
+    previous_scores: np.ndarray  # for the ECDF plot
+    current_scores: np.ndarray
 
 
 @dataclass(frozen=True)

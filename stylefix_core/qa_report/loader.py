@@ -15,6 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,16 +169,16 @@ def _fetch_members(
     spec = ShardSpec(name="report", kind=kind, urls=(shard_url,))
     found: dict[str, Fetched] = {}
     why = "not found in the shard"
+    items = read_shard(spec, limits=limits, key_column=key_column, image_column=image_column)
     try:
-        for item in read_shard(
-            spec, limits=limits, key_column=key_column, image_column=image_column
-        ):
-            if item.source_uri in wanted:
-                found[item.source_uri] = _from_item(item)
-            elif isinstance(item, ReadFailure) and item.source_uri == shard_url:
-                why = f"shard unreadable: {item.message}"
-            if len(found) == len(wanted):
-                break
+        with closing(items):  # stopping early closes the shard at once
+            for item in items:
+                if item.source_uri in wanted:
+                    found[item.source_uri] = _from_item(item)
+                elif isinstance(item, ReadFailure) and item.source_uri == shard_url:
+                    why = f"shard unreadable: {item.message}"
+                if len(found) == len(wanted):
+                    break
     except Exception as exc:  # noqa: BLE001 - a shard that broke since the run
         why = f"shard unreadable: {type(exc).__name__}: {storage.redact(str(exc))}"
     for uri in wanted - found.keys():

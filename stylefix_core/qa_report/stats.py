@@ -127,7 +127,8 @@ def score_histogram(scores: np.ndarray, threshold: float | None, bins: int = 0) 
     The range runs from the smallest score (or the threshold) to the largest,
     unless the largest lies far above the 99th percentile: then the range stops
     at that percentile (or just past the threshold) so a few extreme images do
-    not squeeze everything else into one bar.
+    not squeeze everything else into one bar. The threshold falls on a bin
+    edge, so no bar mixes flagged and passed images.
     """
     values = np.asarray(scores, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -141,10 +142,21 @@ def score_histogram(scores: np.ndarray, threshold: float | None, bins: int = 0) 
     if high <= low:
         low, high = low - 0.5, high + 0.5
     count = bins or int(min(40, max(10, round(2 * math.sqrt(values.size)))))
-    edges = np.linspace(low, high, count + 1)
+    edges = _edges(low, high, count, threshold)
+    high = float(edges[-1])
     inside = values[values <= high]
     counts, _ = np.histogram(inside, bins=edges)
     return Histogram(edges, counts.astype(np.int64), int(values.size - inside.size))
+
+
+def _edges(low: float, high: float, count: int, threshold: float | None) -> np.ndarray:
+    """``count`` (or one more) equal bins over [low, high], shifted to put the threshold on an edge."""
+    width = (high - low) / count
+    if threshold is None:
+        return np.linspace(low, high, count + 1)
+    first = math.floor((low - threshold) / width + 1e-9)
+    last = math.ceil((high - threshold) / width - 1e-9)
+    return threshold + width * np.arange(first, max(last, first + 1) + 1)
 
 
 def _log_binomial(total: int, chosen: int) -> float:

@@ -9,7 +9,7 @@ that the page's stylesheet defines. Pure functions: numbers in, markup out.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -18,6 +18,7 @@ import numpy as np
 from stylefix_core.qa_report.stats import Histogram, KSResult
 
 _ECDF_POINTS = 500
+Scale = Callable[[float], float]
 
 
 @dataclass(frozen=True)
@@ -76,43 +77,39 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 def histogram_svg(histogram: Histogram, threshold: float | None, label: str) -> str:
     """Bars of the score histogram; bars past the threshold in the alert colour."""
     frame = Frame()
-    edges, counts = histogram.edges, histogram.counts
+    counts = histogram.counts
     slots = len(counts) + (1 if histogram.overflow else 0)
-    bar_width = frame.inner_width / slots
-    low, high = float(edges[0]), float(edges[-1])
-    scale_x = frame.inner_width * len(counts) / slots / (high - low)
+    low, high = float(histogram.edges[0]), float(histogram.edges[-1])
+    binned_width = frame.inner_width * len(counts) / slots
+    x_of = _scaler(low, high, frame.left, frame.left + binned_width)
     top_count = max(int(counts.max(initial=0)), histogram.overflow, 1)
     y_ticks = [t for t in nice_ticks(0, top_count, 4) if t == int(t)]
     y_max = max(top_count, int(y_ticks[-1]) if y_ticks else 1)
-    parts = [_open(frame, label)]
-    parts += _y_axis(frame, y_ticks, y_max)
-    for index, count in enumerate(counts):
-        lo, hi = float(edges[index]), float(edges[index + 1])
-        over = threshold is not None and lo >= threshold
-        tip = f"{fmt(lo)} to {fmt(hi)}: {int(count)} image(s)"
-        parts.append(_bar(frame, index * bar_width, bar_width, int(count), y_max, over, tip))
-    if histogram.overflow:
-        tip = f"above {fmt(high)}: {histogram.overflow} image(s)"
-        x = len(counts) * bar_width
-        parts.append(_bar(frame, x, bar_width, histogram.overflow, y_max, True, tip, "overflow"))
-        parts.append(
-            _text(frame.left + x + bar_width / 2, frame.baseline + 30, f">{fmt(high)}", "tick")
-        )
-    for tick in nice_ticks(low, high, 6):
-        x = frame.left + (tick - low) * scale_x
-        parts.append(_line(x, frame.baseline, x, frame.baseline + 5, "axis"))
-        parts.append(_text(x, frame.baseline + 18, fmt(tick), "tick"))
-    if threshold is not None and low <= threshold <= high:
-        x = frame.left + (threshold - low) * scale_x
-        parts.append(_line(x, frame.top - 6, x, frame.baseline, "threshold"))
-        parts.append(
-            _text(x + 4, frame.top - 8, f"threshold {fmt(threshold)}", "threshold-label", "start")
-        )
-    parts.append(
-        _text(frame.left + frame.inner_width / 2, frame.height - 4, "anomaly score", "axis-label")
-    )
+    parts = [_open(frame, label), *_y_axis(frame, y_ticks, y_max)]
+    parts += _histogram_bars(frame, histogram, threshold, frame.inner_width / slots, y_max)
+    parts += _x_axis(frame, low, high, x_of)
+    parts += _threshold_mark(frame, threshold, low, high, x_of, labelled=True)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _histogram_bars(
+    frame: Frame, histogram: Histogram, threshold: float | None, width: float, y_max: int
+) -> list[str]:
+    edges = histogram.edges
+    parts = []
+    for index, count in enumerate(histogram.counts):
+        low, high = float(edges[index]), float(edges[index + 1])
+        over = threshold is not None and low >= threshold
+        tip = f"{fmt(low)} to {fmt(high)}: {int(count)} image(s)"
+        parts.append(_bar(frame, index * width, width, int(count), y_max, over, tip))
+    if histogram.overflow:
+        top = float(edges[-1])
+        x = len(histogram.counts) * width
+        tip = f"above {fmt(top)}: {histogram.overflow} image(s)"
+        parts.append(_bar(frame, x, width, histogram.overflow, y_max, True, tip, "overflow"))
+        parts.append(_text(frame.left + x + width / 2, frame.baseline + 30, f">{fmt(top)}", "tick"))
+    return parts
 
 
 def bars_svg(items: Sequence[tuple[str, int]], label: str, unit: str = "image(s)") -> str:
@@ -141,37 +138,52 @@ def ecdf_svg(
 ) -> str:
     """Both runs' cumulative score distributions, with the KS gap marked."""
     frame = Frame(height=280)
-    pooled = np.concatenate([previous, current])
-    low = float(min(pooled.min(), threshold if threshold is not None else np.inf))
-    high = float(max(np.quantile(pooled, 0.99), threshold if threshold is not None else -np.inf))
+    before, now = np.sort(previous), np.sort(current)
+    pooled = np.concatenate([before, now])
+    marks = [] if threshold is None else [threshold]
+    low = float(min([pooled.min(), *marks]))
+    high = float(max([np.quantile(pooled, 0.99), *marks]))
     high = high if high > low else low + 1.0
     x_of = _scaler(low, high, frame.left, frame.left + frame.inner_width)
     y_of = _scaler(0.0, 1.0, frame.baseline, frame.top)
     parts = [_open(frame, "cumulative distribution of anomaly scores, previous and this run")]
     parts += _y_axis(frame, [0.0, 0.25, 0.5, 0.75, 1.0], 1.0, fractions=True)
+    parts += _x_axis(frame, low, high, x_of)
+    parts.append(_step_line(before, low, high, x_of, y_of, "ecdf previous"))
+    parts.append(_step_line(now, low, high, x_of, y_of, "ecdf current"))
+    if drift.statistic > 0 and low <= drift.location <= high:
+        x = x_of(drift.location)
+        y1 = y_of(float(np.searchsorted(before, drift.location, "right")) / before.size)
+        y2 = y_of(float(np.searchsorted(now, drift.location, "right")) / now.size)
+        parts.append(_line(x, y1, x, y2, "ks-gap"))
+        parts.append(_text(x + 5, (y1 + y2) / 2, f"D = {drift.statistic:.3f}", "ks-label", "start"))
+    parts += _threshold_mark(frame, threshold, low, high, x_of, labelled=False)
+    parts += _legend(frame, [("previous run", "ecdf previous"), ("this run", "ecdf current")])
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _x_axis(frame: Frame, low: float, high: float, x_of: Scale) -> list[str]:
+    parts = []
     for tick in nice_ticks(low, high, 6):
         parts.append(_line(x_of(tick), frame.baseline, x_of(tick), frame.baseline + 5, "axis"))
         parts.append(_text(x_of(tick), frame.baseline + 18, fmt(tick), "tick"))
-    parts.append(_step_line(np.sort(previous), low, high, x_of, y_of, "ecdf previous"))
-    parts.append(_step_line(np.sort(current), low, high, x_of, y_of, "ecdf current"))
-    if drift.statistic > 0 and low <= drift.location <= high:
-        x = x_of(drift.location)
-        y1 = y_of(
-            float(np.searchsorted(np.sort(previous), drift.location, "right")) / previous.size
-        )
-        y2 = y_of(float(np.searchsorted(np.sort(current), drift.location, "right")) / current.size)
-        parts.append(_line(x, y1, x, y2, "ks-gap"))
-        parts.append(_text(x + 5, (y1 + y2) / 2, f"D = {drift.statistic:.3f}", "ks-label", "start"))
-    if threshold is not None and low <= threshold <= high:
-        parts.append(
-            _line(x_of(threshold), frame.top, x_of(threshold), frame.baseline, "threshold")
-        )
-    parts += _legend(frame, [("previous run", "ecdf previous"), ("this run", "ecdf current")])
-    parts.append(
-        _text(frame.left + frame.inner_width / 2, frame.height - 4, "anomaly score", "axis-label")
-    )
-    parts.append("</svg>")
-    return "".join(parts)
+    middle = frame.left + frame.inner_width / 2
+    parts.append(_text(middle, frame.height - 4, "anomaly score", "axis-label"))
+    return parts
+
+
+def _threshold_mark(
+    frame: Frame, threshold: float | None, low: float, high: float, x_of: Scale, labelled: bool
+) -> list[str]:
+    if threshold is None or not low <= threshold <= high:
+        return []
+    x = x_of(threshold)
+    parts = [_line(x, frame.top - (6 if labelled else 0), x, frame.baseline, "threshold")]
+    if labelled:
+        label = f"threshold {fmt(threshold)}"
+        parts.append(_text(x + 4, frame.top - 8, label, "threshold-label", "start"))
+    return parts
 
 
 def _open(frame: Frame, label: str) -> str:
@@ -213,7 +225,9 @@ def _bar(
     )
 
 
-def _step_line(values: np.ndarray, low: float, high: float, x_of, y_of, css: str) -> str:
+def _step_line(
+    values: np.ndarray, low: float, high: float, x_of: Scale, y_of: Scale, css: str
+) -> str:
     """The ECDF of sorted ``values`` as a step polyline over [low, high].
 
     Small samples get one step per value; large ones are drawn from the ECDF
@@ -242,7 +256,7 @@ def _legend(frame: Frame, entries: Sequence[tuple[str, str]]) -> list[str]:
     return parts
 
 
-def _scaler(low: float, high: float, start: float, end: float):
+def _scaler(low: float, high: float, start: float, end: float) -> Scale:
     span = high - low
 
     def scale(value: float) -> float:
