@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,17 @@ from stylefix_core.config import JobConfig
 def _clock(*times: float):
     ticks: Iterator[float] = iter(times)
     return lambda: next(ticks)
+
+
+def _read_until_newline(leader: int) -> str:
+    """What the terminal received; Linux hands pty output over asynchronously, in pieces."""
+    received = b""
+    while not received.endswith(b"\n"):
+        ready, _, _ = select.select([leader], [], [], 10.0)  # a guard, not a measurement
+        if not ready:
+            break
+        received += os.read(leader, 65536)
+    return received.decode()
 
 
 def test_describe_names_every_count_and_the_rate():
@@ -48,7 +60,7 @@ def test_the_live_line_is_redrawn_in_place_on_a_terminal():
         board.add(errors=1)  # within 0.25 s of the last draw: not redrawn
         board.add(reported=1, flagged=1)
         board.close()
-        shown = os.read(leader, 65536).decode()
+        shown = _read_until_newline(leader)
     os.close(leader)
     draws = shown.split("\r\x1b[K")[1:]
     assert len(draws) == 3  # two updates and the final one

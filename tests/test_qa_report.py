@@ -240,6 +240,24 @@ def test_report_command_needs_only_the_parquet_tables(job: Run, tmp_path: Path):
     assert job.summary.run_id in html
 
 
+def test_report_reads_and_writes_through_the_storage_bridge(job: Run):
+    import uuid
+
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    prefix = f"memory://qa-{uuid.uuid4().hex}/out"
+    for path in [*job.output.glob("report/*.parquet"), *job.output.glob("errors/*.parquet")]:
+        memory.pipe(f"{prefix}/{path.relative_to(job.output)}", path.read_bytes())
+    try:
+        assert cli(["report", prefix]) == 0
+        html = memory.cat(f"{prefix}/report.html").decode()
+    finally:
+        memory.rm(prefix.rsplit("/", 1)[0], recursive=True)
+    assert _cards(html) == _cards((job.output / "report.html").read_text())
+    assert len(_inline_images(html)) == 2 * min(DEFAULT_TOP, job.summary.report_rows)
+
+
 def test_report_command_on_an_empty_prefix_says_so(tmp_path: Path, capsys):
     assert cli(["report", str(tmp_path)]) == 2
     assert "no report or error parts" in capsys.readouterr().err

@@ -101,7 +101,10 @@ def _header(page: ReportPage) -> str:
 def _verdict(page: ReportPage) -> str:
     if page.breaches:
         items = "".join(f"<li>{escape(b.describe())}</li>" for b in page.breaches)
-        return f'<div class="banner alert" id="verdict"><strong>Limits crossed</strong><ul>{items}</ul></div>'
+        return (
+            '<div class="banner alert" id="verdict"><strong>Limits crossed</strong>'
+            f"<ul>{items}</ul></div>"
+        )
     if page.limits_checked:
         return '<div class="banner ok" id="verdict"><strong>Within limits</strong></div>'
     return ""
@@ -131,7 +134,7 @@ def _counts_section(counts: Counts) -> str:
 
 def _scores_section(page: ReportPage) -> str:
     if page.counts.scored == 0:
-        return '<section id="scores"><h2>Anomaly scores</h2><p class="empty">No image was scored.</p></section>'
+        return _section("scores", "Anomaly scores", _empty("No image was scored."))
     threshold = page.threshold
     caption = f"{page.counts.scored} images; higher is worse."
     if threshold is not None:
@@ -142,15 +145,12 @@ def _scores_section(page: ReportPage) -> str:
     if page.histogram.overflow:
         caption += f" The last bar holds {page.histogram.overflow} score(s) far above the rest."
     chart = histogram_svg(page.histogram, threshold, "histogram of anomaly scores")
-    return (
-        f'<section id="scores"><h2>Anomaly scores</h2>{chart}'
-        f'<p class="caption">{escape(caption)}</p></section>'
-    )
+    return _section("scores", "Anomaly scores", f'{chart}<p class="caption">{escape(caption)}</p>')
 
 
 def _reasons_section(reasons: dict[str, int], counts: Counts) -> str:
     if not reasons:
-        return '<section id="reasons"><h2>Reasons</h2><p class="empty">No image was flagged.</p></section>'
+        return _section("reasons", "Reasons", _empty("No image was flagged."))
     chart = bars_svg(list(reasons.items()), "flagged images per reason")
     rows = [
         [escape(reason), str(n), _pct(n / counts.flagged if counts.flagged else 0.0)]
@@ -158,7 +158,7 @@ def _reasons_section(reasons: dict[str, int], counts: Counts) -> str:
     ]
     table = _table(["reason", "images", "share of flagged"], rows, "reasons-table", numeric=(1, 2))
     note = "An image flagged for several reasons counts once for each."
-    return f'<section id="reasons"><h2>Reasons</h2>{chart}{table}<p class="caption">{note}</p></section>'
+    return _section("reasons", "Reasons", f'{chart}{table}<p class="caption">{note}</p>')
 
 
 def _worst_section(worst: Sequence[WorstImage]) -> str:
@@ -176,9 +176,8 @@ def _worst_card(item: WorstImage) -> str:
     row = item.row
     score = f"score {fmt(row['anomaly_score'])}"
     if row.get("corrected"):
-        score += (
-            f" → {fmt(row['score_after_correction'])} after {row.get('correction') or 'correction'}"
-        )
+        how = row.get("correction") or "correction"
+        score += f" → {fmt(row['score_after_correction'])} after {how}"
     status = (
         '<span class="flag">flagged</span>'
         if row.get("is_anomaly")
@@ -191,7 +190,7 @@ def _worst_card(item: WorstImage) -> str:
         f"{_thumb(item.after, 'after', row['key'])}</div>"
         f'<figcaption><div class="key" title="{escape(row["shard"])}">{escape(row["key"])}</div>'
         f'<div>{status} {escape(score)}</div><div class="chips">{reasons}</div>'
-        f'<div class="shard">{escape(row["shard"])} · {row.get("width")}×{row.get("height")}</div>'
+        f'<div class="shard">{escape(row["shard"])} · {row["width"]}×{row["height"]}</div>'
         "</figcaption></figure>"
     )
 
@@ -211,7 +210,7 @@ def _thumb(thumb: Thumbnail, which: str, key: str) -> str:
 
 def _errors_section(errors: Sequence[dict[str, Any]], total: int) -> str:
     if not total:
-        return '<section id="errors"><h2>Errors</h2><p class="empty">No errors: every input has a report row.</p></section>'
+        return _section("errors", "Errors", _empty("No errors: every input has a report row."))
     rows = [
         [
             escape(e["stage"]),
@@ -224,7 +223,7 @@ def _errors_section(errors: Sequence[dict[str, Any]], total: int) -> str:
     ]
     table = _table(["stage", "error", "shard", "key", "message"], rows, "errors-table")
     more = _more(total, len(rows), "errors/")
-    return f'<section id="errors"><h2>Errors ({total})</h2>{table}{more}</section>'
+    return _section("errors", f"Errors ({total})", table + more)
 
 
 def _comparison_section(comparison: Comparison, counts: Counts, threshold: float | None) -> str:
@@ -339,6 +338,15 @@ def _run_section(info: RunInfo, threshold: float | None) -> str:
     ]
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in items)
     return f'<section id="run"><h2>Run</h2><dl>{rows}</dl></section>'
+
+
+def _section(css_id: str, title: str, body: str) -> str:
+    """A titled section; ``body`` is markup built here."""
+    return f'<section id="{css_id}"><h2>{escape(title)}</h2>{body}</section>'
+
+
+def _empty(text: str) -> str:
+    return f'<p class="empty">{escape(text)}</p>'
 
 
 def _table(

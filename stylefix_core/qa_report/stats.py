@@ -150,7 +150,7 @@ def score_histogram(scores: np.ndarray, threshold: float | None, bins: int = 0) 
 
 
 def _edges(low: float, high: float, count: int, threshold: float | None) -> np.ndarray:
-    """``count`` (or one more) equal bins over [low, high], shifted to put the threshold on an edge."""
+    """About ``count`` equal bins covering [low, high], shifted to put the threshold on an edge."""
     width = (high - low) / count
     if threshold is None:
         return np.linspace(low, high, count + 1)
