@@ -9,6 +9,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stylefix_core.qa_report.build import ReportResult
 
 
 def _summary_lines(summary) -> list[str]:
@@ -91,7 +95,7 @@ def _report_parser(default_top: int) -> argparse.ArgumentParser:
     return parser
 
 
-def _report_lines(result) -> list[str]:
+def _report_lines(result: ReportResult) -> list[str]:
     page = result.page
     counts = page.counts
     lines = [
