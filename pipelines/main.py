@@ -16,13 +16,15 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.options import to_job_config
+from pipelines.progress import run_and_watch
 from pipelines.run_manifest import RunSummary, write_run_manifest
-from pipelines.transforms import StyleFix
+from pipelines.transforms import NAMESPACE, StyleFix
 from stylefix_core.bundle import load_bundle
 from stylefix_core.config import JobConfig
 from stylefix_core.device import resolve_device
 from stylefix_core.io import outputs
 from stylefix_core.io.shards import plan_shards
+from stylefix_core.qa_report.build import build_report
 from stylefix_core.records import ShardSpec
 
 log = logging.getLogger("stylefix")
@@ -50,7 +52,7 @@ def run(
     *,
     model_handler: ModelHandler | None = None,
 ) -> RunSummary:
-    """Plan shards, run the job, write the run manifest; returns the totals.
+    """Plan shards, run the job, write the run manifest and QA report; returns the totals.
 
     ``model_handler`` replaces the default StyleFixModelHandler, for a
     different serving backend or for tests that inject faults into inference.
@@ -84,7 +86,7 @@ def run(
                 config, bundle.manifest.style, bundle.manifest.version, model_handler=model_handler
             )
         )
-        pipeline.run().wait_until_finish()
+        run_and_watch(pipeline, config.progress_interval_s, NAMESPACE)
     for spec in plan.shards:
         counts = outputs.read_marker(config.output, spec.name)
         if counts is None:
@@ -94,6 +96,7 @@ def run(
     summary.seconds = round(time.monotonic() - started, 2)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     write_run_manifest(config, bundle.manifest, summary, started_at, str(runner))
+    build_report(config.output)  # reads back only what the run wrote
     return summary
 
 

@@ -75,6 +75,12 @@ class StyleFixOptions(PipelineOptions):
             default=defaults.torch_threads,
             help="0: torch's default per worker process",
         )
+        add(
+            "--progress_interval_s",
+            type=float,
+            default=defaults.progress_interval_s,
+            help="seconds between progress lines while the job runs",
+        )
 
 
 def to_job_config(options: PipelineOptions) -> JobConfig:
@@ -96,6 +102,7 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
         parquet_key_column=opts.parquet_key_column,
         parquet_image_column=opts.parquet_image_column,
         torch_threads=opts.torch_threads,
+        progress_interval_s=opts.progress_interval_s,
         batch=BatchConfig(
             max_batch_size=opts.max_batch_size, max_batch_pixels=opts.max_batch_pixels
         ),

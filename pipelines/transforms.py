@@ -15,6 +15,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from pipelines.model_handler import StyleFixModelHandler
+from pipelines.progress import ProgressTap
 from stylefix_core.config import JobConfig, Mode
 from stylefix_core.engine import ImageFailure, ImageResult
 from stylefix_core.errors import StyleFixError
@@ -271,14 +272,27 @@ class StyleFix(beam.PTransform):
         rows = predictions | "WriteImages" >> beam.ParDo(
             WriteImage(cfg, self._style, self._version)
         ).with_outputs(ERROR, main="reports")
+        # Counted as rows finish, before anything groups them: a grouping
+        # holds everything back until the end on a batch runner.
+        tap = ProgressTap(cfg.progress_interval_s, NAMESPACE, REPORT, ERROR)
+        counted = {
+            name: stream | f"Count{name}" >> beam.ParDo(tap)
+            for name, stream in (
+                ("ReadErrors", read[ERROR]),
+                ("DecodeErrors", decoded[ERROR]),
+                ("WriteErrors", rows[ERROR]),
+                ("Reports", rows.reports),
+            )
+        }
         reports = (
-            rows.reports
+            counted["Reports"]
             | "ByStyledHash" >> beam.FlatMap(_by_styled_hash)
             | "GroupByStyledHash" >> beam.GroupByKey()
             | "MarkRunCollapse" >> beam.ParDo(MarkRunCollapse(cfg))
         )
+        errors = [counted[name] for name in ("ReadErrors", "DecodeErrors", "WriteErrors")]
         return (
-            (read[SEED], read[ERROR], decoded[ERROR], rows[ERROR], reports)
+            (read[SEED], *errors, reports)
             | "AllRows" >> beam.Flatten()
             | "ByShard" >> beam.GroupByKey()
             | "WriteParts" >> beam.ParDo(WriteShardParts(cfg))

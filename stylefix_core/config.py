@@ -62,6 +62,7 @@ class JobConfig:
     parquet_key_column: str = "key"
     parquet_image_column: str = "image"
     torch_threads: int = 0  # 0: torch's default for the process
+    progress_interval_s: float = 10.0  # how often a running job logs its progress
     batch: BatchConfig = field(default_factory=BatchConfig)
     limits: Limits = field(default_factory=Limits)
 
@@ -78,6 +79,8 @@ class JobConfig:
             raise ValueError("files_per_shard must be at least 1")
         if self.batch.max_batch_size < 1 or self.batch.max_batch_pixels < 1:
             raise ValueError("batch sizes must be positive")
+        if self.progress_interval_s < 0:
+            raise ValueError("progress_interval_s must not be negative")
 
     def to_dict(self) -> dict:
         """A JSON-ready view, for the run manifest."""
@@ -94,7 +97,7 @@ class JobConfig:
         if self.run_id:
             return self.run_id
         settings = self.to_dict()
-        for volatile in ("run_id", "resume", "torch_threads", "device"):
+        for volatile in ("run_id", "resume", "torch_threads", "device", "progress_interval_s"):
             settings.pop(volatile)
         settings.pop("batch")
         blob = json.dumps(settings, sort_keys=True).encode()
