@@ -5,6 +5,7 @@ This is the command line's own output, so it prints; everything else logs.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Sequence
