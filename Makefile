@@ -9,7 +9,7 @@ RUNNER ?= DirectRunner
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stylefix-installed
 
-.PHONY: install chromium run test lint bench train-default sample-catalog clean
+.PHONY: install chromium run test lint bench eval train-default sample-catalog clean
 
 install: $(STAMP)
 
@@ -46,6 +46,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+eval: $(STAMP)
+	$(PY) -m bench.quality
 
 train-default: $(STAMP)
 	$(VENV)/bin/stylefix train default --out stylefix_core/default_bundle --device cpu

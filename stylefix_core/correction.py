@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from stylefix_core.scoring import features
+from stylefix_core import colour
 
 
 def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor:
@@ -16,11 +16,11 @@ def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor
 
     Luma is left alone: brightness and contrast are the picture's own, and
     a colour fix that relit the image would trade one fault for another.
-    ``target_stats`` is (N, 6) as made by ``features.colour_stats``. The
+    ``target_stats`` is (N, 6) as made by ``colour.colour_stats``. The
     spread is only ever shrunk or grown by at most 2x so that a near-flat
     image is not blown up into noise.
     """
-    y = features.to_opponent(x)
+    y = colour.to_opponent(x)
     chroma = y[:, 1:]
     mean = chroma.mean(dim=(2, 3), keepdim=True)
     std = chroma.std(dim=(2, 3), keepdim=True, correction=0) + 1e-3
@@ -28,7 +28,7 @@ def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor
     target_std = torch.exp(target_stats[:, 4:6, None, None])
     gain = (target_std / std).clamp(0.5, 2.0)
     y = torch.cat([y[:, :1], (chroma - mean) * gain + target_mean], dim=1)
-    return features.from_opponent(y).clamp(0.0, 1.0)
+    return colour.from_opponent(y).clamp(0.0, 1.0)
 
 
 COLOUR_CANDIDATES = ("colour", "colour+residual")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylefix_core import inject
+from stylefix_core import colour, inject
 from stylefix_core.bundle import load_bundle
 from stylefix_core.scoring import features
 from stylefix_core.scoring.scorer import DETECTORS, REASONS, Scorer
@@ -34,9 +34,9 @@ def test_each_statistic_rises_with_its_damage(clean, kind, feature):
 
 
 def test_colour_distance_sees_a_cast(clean):
-    stats = features.colour_stats(clean)
+    stats = colour.colour_stats(clean)
     spread = torch.full((6,), 0.05)
-    cast = features.colour_stats(inject.inject(clean, "colour_cast", 0.9, seed=1))
+    cast = colour.colour_stats(inject.inject(clean, "colour_cast", 0.9, seed=1))
     assert bool(
         (
             features.colour_distance(cast, stats, spread)
@@ -47,7 +47,7 @@ def test_colour_distance_sees_a_cast(clean):
 
 def test_opponent_space_round_trips(clean):
     torch.testing.assert_close(
-        features.from_opponent(features.to_opponent(clean)), clean, atol=1e-5, rtol=0
+        colour.from_opponent(colour.to_opponent(clean)), clean, atol=1e-5, rtol=0
     )
 
 

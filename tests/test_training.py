@@ -7,8 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from stylefix_core import inject
-from stylefix_core.scoring import features
+from stylefix_core import colour, inject
 from stylefix_core.synthetic import make_assets
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
@@ -47,10 +46,10 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(images, tmp_path):
 def test_style_training_moves_outputs_towards_the_style(images):
     style = [to_tensor(s) for s in make_style_images("riso", count=2)]
     models = train_style(images, style, StyleTrainConfig(steps=20, batch_size=2, crop=32), CPU)
-    target = torch.cat([features.colour_stats(s[None]) for s in style]).mean(0)
+    target = torch.cat([colour.colour_stats(s[None]) for s in style]).mean(0)
     with torch.inference_mode():
-        before = torch.cat([features.colour_stats(x[None]) for x in images])
-        after = torch.cat([features.colour_stats(models.generator(x[None])) for x in images])
+        before = torch.cat([colour.colour_stats(x[None]) for x in images])
+        after = torch.cat([colour.colour_stats(models.generator(x[None])) for x in images])
     assert float((after - target).abs().mean()) < float((before - target).abs().mean())
     assert len(models.history) == 20
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylefix_core.colour import colour_stats
 from stylefix_core.models.random_features import RandomFeatures
 
 MAX_SIDE = 256  # larger images are looked at down-scaled: the statistics are global
@@ -53,8 +54,7 @@ class ReferenceKnn(nn.Module):
         for fmap in self.features(x):
             flat = fmap.flatten(2)
             parts += [flat.mean(-1), torch.log(flat.std(-1, correction=0) + 1e-3)]
-        centred = x - x.mean(dim=(2, 3), keepdim=True)
-        parts += [x.mean(dim=(2, 3)), torch.log(centred.flatten(2).std(-1, correction=0) + 1e-3)]
+        parts.append(colour_stats(x))
         return torch.cat(parts, dim=1)
 
     def fit(self, descriptors: torch.Tensor) -> None:

@@ -13,33 +13,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from stylefix_core.colour import luma
+
 EPS = 1e-6
-# RGB -> luma and two opponent chroma axes; colour statistics live in this space
-# because a colour cast moves chroma while leaving luma structure alone.
-_OPPONENT = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.5, -0.5, 0.0], [0.25, 0.25, -0.5]], dtype=torch.float32
-)
-
-
-def to_opponent(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) RGB -> (N, 3, H, W) luma, red-green, yellow-blue."""
-    return torch.einsum("oc,nchw->nohw", _OPPONENT.to(x.device, x.dtype), x)
-
-
-def from_opponent(y: torch.Tensor) -> torch.Tensor:
-    inverse = torch.linalg.inv(_OPPONENT).to(y.device, y.dtype)
-    return torch.einsum("oc,nchw->nohw", inverse, y)
-
-
-def luma(x: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) luma."""
-    return to_opponent(x)[:, :1]
-
-
-def colour_stats(x: torch.Tensor) -> torch.Tensor:
-    """(N, 6): per opponent channel, mean and log standard deviation."""
-    y = to_opponent(x).flatten(2)
-    return torch.cat([y.mean(-1), torch.log(y.std(-1, correction=0) + 1e-3)], dim=1)
 
 
 def colour_distance(
@@ -83,15 +59,22 @@ def blur(x: torch.Tensor) -> torch.Tensor:
 def noise_level(x: torch.Tensor) -> torch.Tensor:
     """Log of the estimated noise standard deviation of luma.
 
+    Measured on the flatter half of the image (lowest gradient magnitude):
+    the noise mask is blind to smooth structure but not to texture, and
+    texture would otherwise read as noise in every detailed photo.
     The one-pixel border (where replicate padding fakes structure) is left out
     only along a side with an interior; an image 1 or 2 pixels thin keeps it,
     since dropping it would leave nothing and make the mean NaN.
     """
     response = _conv_luma(x, _NOISE_MASK)
+    gradient = _conv_luma(x, _SOBEL_X).abs() + _conv_luma(x, _SOBEL_X.T).abs()
     height, width = response.shape[-2:]
     rows = slice(1, -1) if height > 2 else slice(None)
     cols = slice(1, -1) if width > 2 else slice(None)
-    response = response[..., rows, cols].abs().mean(dim=(1, 2, 3))
+    response = response[..., rows, cols].abs().flatten(1)
+    gradient = gradient[..., rows, cols].flatten(1)
+    flat = gradient <= gradient.median(dim=1, keepdim=True).values
+    response = (response * flat).sum(1) / flat.sum(1).clamp(min=1)
     sigma = response * math.sqrt(math.pi / 2.0) / 6.0
     return torch.log(sigma + 1e-4)
 

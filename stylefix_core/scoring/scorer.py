@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from stylefix_core import colour
 from stylefix_core.bundle import DETECTOR_NAMES, Calibration
 from stylefix_core.scoring import features
 
@@ -91,7 +92,7 @@ class Scorer:
         style's typical shift (style mode) or the reference set (qa mode)."""
         cal = self.calibration
         if content is not None:
-            return features.colour_stats(content) + torch.tensor(cal.style_shift, device=device)
+            return colour.colour_stats(content) + torch.tensor(cal.style_shift, device=device)
         return torch.tensor(cal.reference_stats, device=device).expand(n, -1)
 
     def raw(self, x: torch.Tensor, colour_target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -105,7 +106,7 @@ class Scorer:
             ),
             "discriminator": lambda: -self.discriminator(x_net).float().mean(dim=(1, 2, 3)),
             "colour": lambda: features.colour_distance(
-                features.colour_stats(x), colour_target, spread
+                colour.colour_stats(x), colour_target, spread
             ),
             "texture": lambda: features.texture_loss(x),
             "blur": lambda: features.blur(x),

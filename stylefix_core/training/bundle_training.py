@@ -8,10 +8,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from stylefix_core import __version__
+from stylefix_core import __version__, colour
 from stylefix_core.bundle import Bundle, Manifest, ModelEntry, save_bundle
 from stylefix_core.io import storage
-from stylefix_core.scoring import features
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
 from stylefix_core.training.data import fingerprint
@@ -73,7 +72,7 @@ def train_bundle(
     with torch.inference_mode():
         shift = torch.cat(
             [
-                features.colour_stats(r[None]) - features.colour_stats(c[None])
+                colour.colour_stats(r[None]) - colour.colour_stats(c[None])
                 for r, c in zip(reference, fit_content, strict=True)
             ]
         )

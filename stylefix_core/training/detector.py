@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylefix_core import colour
 from stylefix_core.bundle import Calibration, DetectorCalibration
 from stylefix_core.models import ConvAutoencoder, ReferenceKnn
-from stylefix_core.scoring import features
 from stylefix_core.scoring.scorer import DETECTORS, TWO_SIDED, Scorer, normalise
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.data import CropSampler
@@ -57,7 +57,7 @@ def train_autoencoder(
 
 def _stack_stats(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     with torch.inference_mode():
-        return torch.cat([features.colour_stats(img[None].to(device)) for img in images]).cpu()
+        return torch.cat([colour.colour_stats(img[None].to(device)) for img in images]).cpu()
 
 
 def fit_embedding(

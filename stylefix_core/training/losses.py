@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from stylefix_core import colour
 from stylefix_core.models.random_features import RandomFeatures
-from stylefix_core.scoring import features
 
 
 def gram(features_map: torch.Tensor) -> torch.Tensor:
@@ -29,7 +29,7 @@ def style_loss(net: RandomFeatures, output: torch.Tensor, style: torch.Tensor) -
 
 def structure_loss(output: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     """Keep the content's luma layout and edges; colour and texture are free."""
-    out_l, in_l = features.luma(output), features.luma(content)
+    out_l, in_l = colour.luma(output), colour.luma(content)
     coarse = F.l1_loss(F.avg_pool2d(out_l, 4), F.avg_pool2d(in_l, 4))
     edges = F.l1_loss(_edge_map(out_l), _edge_map(in_l))
     return coarse + edges
@@ -44,8 +44,8 @@ def _edge_map(y: torch.Tensor) -> torch.Tensor:
 
 def colour_loss(output: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """Match the mean and spread of luma and chroma of the style set."""
-    target = features.colour_stats(style).mean(0)
-    return F.l1_loss(features.colour_stats(output), target.expand(output.shape[0], -1))
+    target = colour.colour_stats(style).mean(0)
+    return F.l1_loss(colour.colour_stats(output), target.expand(output.shape[0], -1))
 
 
 def lsgan(logits: torch.Tensor, real: bool) -> torch.Tensor:
