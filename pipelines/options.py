@@ -62,6 +62,12 @@ class StyleFixOptions(PipelineOptions):
         add("--max_batch_size", type=int, default=defaults.batch.max_batch_size)
         add("--max_batch_pixels", type=int, default=defaults.batch.max_batch_pixels)
         add(
+            "--gpu_memory_share",
+            type=float,
+            default=defaults.batch.gpu_memory_share,
+            help="share of a GPU's memory one worker process's batches may use",
+        )
+        add(
             "--max_pixels",
             type=int,
             default=defaults.limits.max_pixels,
@@ -97,7 +103,9 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
         parquet_image_column=opts.parquet_image_column,
         torch_threads=opts.torch_threads,
         batch=BatchConfig(
-            max_batch_size=opts.max_batch_size, max_batch_pixels=opts.max_batch_pixels
+            max_batch_size=opts.max_batch_size,
+            max_batch_pixels=opts.max_batch_pixels,
+            gpu_memory_share=opts.gpu_memory_share,
         ),
         limits=Limits(
             max_pixels=opts.max_pixels,
