@@ -6,11 +6,23 @@ Options are declared once here; Flex Template metadata and the schedule in
 
 from __future__ import annotations
 
+import argparse
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from stylefix_core.config import DEVICES, OUTPUT_FORMATS, BatchConfig, JobConfig, Limits, Mode
 
 REQUIRED_OPTIONS = ("input", "output")
+
+
+def _flag(value: str) -> bool:
+    """``--resume=true`` as well as ``--resume``: templates pass every parameter with a value."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 class StyleFixOptions(PipelineOptions):
@@ -47,9 +59,11 @@ class StyleFixOptions(PipelineOptions):
         )
         add(
             "--resume",
-            action="store_true",
+            nargs="?",
+            const=True,
             default=False,
-            help="skip shards whose completion marker exists",
+            type=_flag,
+            help="skip shards whose completion marker exists (also --resume=true|false)",
         )
         add(
             "--files_per_shard",
