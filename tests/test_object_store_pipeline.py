@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 
 RUN_ID = "run-object-store"  # fixed, so images match the local run byte for byte
 BATCH_RUNNER = ("--runner=FnApiRunner",)
-MULTI_PROCESS = (
-    "--runner=DirectRunner",
+MULTI_PROCESS = (  # FnApiRunner: DirectRunner would prefer Prism where it can fetch it
+    "--runner=FnApiRunner",
     "--direct_num_workers=2",
     "--direct_running_mode=multi_processing",
 )
