@@ -13,11 +13,13 @@ STAMP := $(VENV)/.stylefix-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# infra/constraints.txt pins every direct dependency: tests, laptops and the
+# Dataflow worker image run the same versions.
+$(STAMP): pyproject.toml infra/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c infra/constraints.txt "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -c infra/constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 sample-catalog: $(STAMP)
@@ -41,8 +43,8 @@ chromium:
 	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check stylefix_core pipelines tests
-	$(VENV)/bin/ruff format --check stylefix_core pipelines tests
+	$(VENV)/bin/ruff check stylefix_core pipelines tests infra
+	$(VENV)/bin/ruff format --check stylefix_core pipelines tests infra
 
 bench: $(STAMP)
 	$(PY) -m bench.run

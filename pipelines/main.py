@@ -13,11 +13,16 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    PortableOptions,
+    StandardOptions,
+)
 
 from pipelines.options import to_job_config
 from pipelines.progress import run_and_watch
-from pipelines.run_manifest import RunSummary, write_run_manifest
+from pipelines.run_manifest import RunPlan, RunSummary, WriteRunManifest, summarise
 from pipelines.transforms import NAMESPACE, StyleFix
 from stylefix_core.bundle import load_bundle
 from stylefix_core.config import JobConfig
@@ -28,6 +33,41 @@ from stylefix_core.qa_report.build import build_report
 from stylefix_core.records import ShardSpec
 
 log = logging.getLogger("stylefix")
+
+# Runners whose workers are this process or its children.
+LOCAL_RUNNERS = frozenset(
+    {
+        "directrunner",
+        "fnapirunner",
+        "bundlebaseddirectrunner",
+        "switchingdirectrunner",
+        "prismrunner",
+    }
+)
+
+
+def runner_name(options: PipelineOptions) -> str:
+    """The runner's name as given (``DirectRunner`` when none is)."""
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    return runner if isinstance(runner, str) else type(runner).__name__
+
+
+def workers_run_here(options: PipelineOptions) -> bool:
+    """Whether the job's workers run on this machine, so share its devices.
+
+    A Dataflow or Flink launcher has no GPU of its own; checking CUDA there
+    would refuse a GPU job that its workers could run.
+    """
+    name = runner_name(options).rsplit(".", 1)[-1].lower()
+    name = name if name.endswith("runner") else name + "runner"
+    if name == "portablerunner":
+        return options.view_as(PortableOptions).job_endpoint == "embed"
+    return name in LOCAL_RUNNERS
+
+
+def only_writes_a_template(options: PipelineOptions) -> bool:
+    """Dataflow with ``--template_location`` writes the job description and runs nothing."""
+    return bool(options.view_as(GoogleCloudOptions).template_location)
 
 
 def _pending_shards(
@@ -52,10 +92,14 @@ def run(
     *,
     model_handler: ModelHandler | None = None,
 ) -> RunSummary:
-    """Plan shards, run the job, write the run manifest and QA report; returns the totals.
+    """Plan shards and run the job, whose last step writes the run manifest; then
+    build the QA report; returns the totals.
 
     ``model_handler`` replaces the default StyleFixModelHandler, for a
     different serving backend or for tests that inject faults into inference.
+    Where the runner only writes a job description (a Dataflow template, which
+    is how a Flex Template launcher submits), nothing has run when this
+    returns: the totals are empty and the job writes its manifest itself.
     """
     options = PipelineOptions(argv)
     config = to_job_config(options)
@@ -63,8 +107,8 @@ def run(
         time.monotonic(),
         dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    if config.device == "cuda":
-        resolve_device("cuda")  # fail on the launcher too, before any worker starts
+    if config.device == "cuda" and workers_run_here(options):
+        resolve_device("cuda")  # fail before any worker starts, where they start here
     bundle = load_bundle(config.bundle)  # validates manifest and weights before launch
     plan = plan_shards(config.input, config.files_per_shard)
     summary = RunSummary(
@@ -76,26 +120,33 @@ def run(
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted run", removed)
     log.info("%d shard(s) planned, %d to run", len(plan.shards), len(pending))
+    run_plan = RunPlan(
+        config=config,
+        bundle=bundle.manifest,
+        shard_names=tuple(spec.name for spec in plan.shards),
+        shards_skipped=summary.shards_skipped,
+        ignored_files=summary.ignored_files,
+        started_at=started_at,
+        started=time.time(),
+        runner=runner_name(options),
+    )
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    if pending:
-        _ = (
-            pipeline
-            | "Shards" >> beam.Create(pending)
-            | "StyleFix"
-            >> StyleFix(
-                config, bundle.manifest.style, bundle.manifest.version, model_handler=model_handler
-            )
+    _ = (
+        pipeline
+        | "Shards" >> beam.Create(pending)
+        | "StyleFix"
+        >> StyleFix(
+            config, bundle.manifest.style, bundle.manifest.version, model_handler=model_handler
         )
-        run_and_watch(pipeline, config.progress_interval_s, NAMESPACE)
-    for spec in plan.shards:
-        counts = outputs.read_marker(config.output, spec.name)
-        if counts is None:
-            raise RuntimeError(f"shard {spec.name} finished without a completion marker")
-        summary.add(counts)
-    summary.shards_skipped = min(summary.shards_skipped, summary.shards)
+        | "RunManifest" >> WriteRunManifest(run_plan)
+    )
+    if only_writes_a_template(options):
+        pipeline.run()
+        log.info("job description written; the job writes its outputs and manifest when it runs")
+        return summary
+    run_and_watch(pipeline, config.progress_interval_s, NAMESPACE)
+    summary = summarise(config, run_plan.shard_names, summary.shards_skipped, len(plan.ignored))
     summary.seconds = round(time.monotonic() - started, 2)
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    write_run_manifest(config, bundle.manifest, summary, started_at, str(runner))
     build_report(config.output)  # reads back only what the run wrote
     return summary
 

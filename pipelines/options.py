@@ -6,11 +6,23 @@ Options are declared once here; Flex Template metadata and the schedule in
 
 from __future__ import annotations
 
+import argparse
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from stylefix_core.config import DEVICES, OUTPUT_FORMATS, BatchConfig, JobConfig, Limits, Mode
 
 REQUIRED_OPTIONS = ("input", "output")
+
+
+def _flag(value: str) -> bool:
+    """``--resume=true`` as well as ``--resume``: templates pass every parameter with a value."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 class StyleFixOptions(PipelineOptions):
@@ -47,9 +59,11 @@ class StyleFixOptions(PipelineOptions):
         )
         add(
             "--resume",
-            action="store_true",
+            nargs="?",
+            const=True,
             default=False,
-            help="skip shards whose completion marker exists",
+            type=_flag,
+            help="skip shards whose completion marker exists (also --resume=true|false)",
         )
         add(
             "--files_per_shard",
@@ -61,6 +75,12 @@ class StyleFixOptions(PipelineOptions):
         add("--parquet_image_column", default=defaults.parquet_image_column)
         add("--max_batch_size", type=int, default=defaults.batch.max_batch_size)
         add("--max_batch_pixels", type=int, default=defaults.batch.max_batch_pixels)
+        add(
+            "--gpu_memory_share",
+            type=float,
+            default=defaults.batch.gpu_memory_share,
+            help="share of a GPU's memory one worker process's batches may use",
+        )
         add(
             "--max_pixels",
             type=int,
@@ -104,7 +124,9 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
         torch_threads=opts.torch_threads,
         progress_interval_s=opts.progress_interval_s,
         batch=BatchConfig(
-            max_batch_size=opts.max_batch_size, max_batch_pixels=opts.max_batch_pixels
+            max_batch_size=opts.max_batch_size,
+            max_batch_pixels=opts.max_batch_pixels,
+            gpu_memory_share=opts.gpu_memory_share,
         ),
         limits=Limits(
             max_pixels=opts.max_pixels,

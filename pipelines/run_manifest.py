@@ -1,16 +1,25 @@
-"""The run manifest: what ran, with which model, on what, and what came of it."""
+"""The run manifest: what ran, with which model, on what, and what came of it.
+
+The job writes it as its own last step (:class:`WriteRunManifest`), not the
+process that launched it: a Flex Template launcher or a detached Flink
+submission returns before the job ends, and the manifest must still appear.
+"""
 
 from __future__ import annotations
 
 import json
 import platform
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import apache_beam as beam
 
 from stylefix_core import __version__
 from stylefix_core.bundle import Manifest
 from stylefix_core.config import JobConfig
-from stylefix_core.io import storage
+from stylefix_core.io import outputs, storage
 from stylefix_core.io.outputs import ShardCounts
 
 
@@ -85,3 +94,63 @@ def write_run_manifest(
         uri, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
     )
     return uri
+
+
+def summarise(
+    config: JobConfig, shard_names: Sequence[str], shards_skipped: int, ignored_files: int
+) -> RunSummary:
+    """Totals from the completion markers of every planned shard.
+
+    Raises RuntimeError when a shard has no marker: the job ended without
+    finishing it, and totals that quietly left it out would be wrong.
+    """
+    summary = RunSummary(
+        run_id=config.resolved_run_id(), output=config.output, ignored_files=ignored_files
+    )
+    for name in shard_names:
+        counts = outputs.read_marker(config.output, name)
+        if counts is None:
+            raise RuntimeError(f"shard {name} finished without a completion marker")
+        summary.add(counts)
+    summary.shards_skipped = min(shards_skipped, summary.shards)
+    return summary
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the launcher knew when it built the job; shipped to the manifest step."""
+
+    config: JobConfig
+    bundle: Manifest
+    shard_names: tuple[str, ...]
+    shards_skipped: int
+    ignored_files: int
+    started_at: str  # ISO 8601 to the second, UTC, as the manifest shows it
+    started: float  # seconds since the epoch, for the duration
+    runner: str
+
+
+class WriteRunManifest(beam.PTransform):
+    """ShardCounts -> the run manifest, written once after every shard's outputs.
+
+    Collecting the counts into one list is what orders this step after the
+    last shard; the totals themselves come from the markers, so shards skipped
+    by ``--resume`` are counted too.
+    """
+
+    def __init__(self, plan: RunPlan):
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, counts):
+        return (
+            counts
+            | "AfterEveryShard" >> beam.combiners.ToList()
+            | "Write" >> beam.Map(_write_after, self._plan)
+        )
+
+
+def _write_after(_: list[ShardCounts], plan: RunPlan) -> str:
+    summary = summarise(plan.config, plan.shard_names, plan.shards_skipped, plan.ignored_files)
+    summary.seconds = round(time.time() - plan.started, 2)
+    return write_run_manifest(plan.config, plan.bundle, summary, plan.started_at, plan.runner)

@@ -44,6 +44,9 @@ class BatchConfig:
 
     max_batch_size: int = 8
     max_batch_pixels: int = 8 * 512 * 512
+    # On a GPU, batches are also cut to fit this share of its memory (measured
+    # per pixel when the models load); with N worker processes per GPU, 1/N at most.
+    gpu_memory_share: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class JobConfig:
             raise ValueError("batch sizes must be positive")
         if self.progress_interval_s < 0:
             raise ValueError("progress_interval_s must not be negative")
+        if not 0.0 < self.batch.gpu_memory_share <= 1.0:
+            raise ValueError("gpu_memory_share must be in (0, 1]")
 
     def to_dict(self) -> dict:
         """A JSON-ready view, for the run manifest."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -53,3 +53,30 @@ def to_pixels(batch: torch.Tensor) -> list[np.ndarray]:
     """(N, 3, H, W) float in [0, 1] -> list of (H, W, 3) uint8."""
     quantised = batch.float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
     return list(quantised.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def measure_bytes_per_pixel(call: Callable[[], object], pixels: int, device: torch.device) -> float:
+    """GPU memory that ``call`` allocates beyond what was resident, per input pixel.
+
+    Activations grow with pixels, so one measured call tells how many pixels a
+    batch may hold; the fixed overheads in it only make the estimate safer.
+    """
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    resident = torch.cuda.memory_allocated(device)
+    call()
+    torch.cuda.synchronize(device)
+    return max(torch.cuda.max_memory_allocated(device) - resident, 1) / pixels
+
+
+def pixels_that_fit(
+    memory_bytes: int, resident_bytes: int, bytes_per_pixel: float, share: float
+) -> int:
+    """Pixels one model call may hold so that this process stays within ``share`` of memory.
+
+    The resident bytes (weights, the allocator's cache) count against the
+    share; zero means not even one pixel fits, and the caller still tries one
+    image, whose out-of-memory error then becomes that image's failure.
+    """
+    spare = memory_bytes * share - resident_bytes
+    return max(0, int(spare / bytes_per_pixel))

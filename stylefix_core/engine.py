@@ -20,7 +20,13 @@ import torch
 from stylefix_core.bundle import Bundle
 from stylefix_core.config import BatchConfig, Mode
 from stylefix_core.correction import COLOUR_CANDIDATES, correction_candidates
-from stylefix_core.device import inference_context, to_batch, to_pixels
+from stylefix_core.device import (
+    inference_context,
+    measure_bytes_per_pixel,
+    pixels_that_fit,
+    to_batch,
+    to_pixels,
+)
 from stylefix_core.scoring.run_collapse import average_hash
 from stylefix_core.scoring.scorer import DETECTORS, REASONS, ScoreBatch, Scorer
 
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 # units) to be kept: a near-identity output that shaves off a rounding error
 # is not a correction.
 MIN_IMPROVEMENT = 0.1
+
+PROBE_SIDE = 256  # side of the image whose memory use sizes GPU batches
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,9 @@ class Engine:
         # independent of how Beam happened to batch, which is what makes a
         # re-run write identical files. GPUs need the batch to be busy.
         self.images_per_call = 1 if device.type == "cpu" else batch.max_batch_size
+        self.max_pixels_per_call = batch.max_batch_pixels
+        if device.type == "cuda":
+            self.max_pixels_per_call = min(batch.max_batch_pixels, self._pixels_that_fit())
 
     def process(self, images: Sequence[np.ndarray]) -> list[Outcome]:
         """One outcome per input image, in input order."""
@@ -107,10 +118,29 @@ class Engine:
             by_shape[image.shape].append(i)
         groups = []
         for shape, indices in by_shape.items():
-            by_pixels = self.batch.max_batch_pixels // (shape[0] * shape[1])
+            by_pixels = self.max_pixels_per_call // (shape[0] * shape[1])
             per_batch = max(1, min(self.images_per_call, by_pixels))
             groups += [indices[i : i + per_batch] for i in range(0, len(indices), per_batch)]
         return groups
+
+    def _pixels_that_fit(self) -> int:
+        """Batch pixels that fit this process's share of the GPU, from one probe image."""
+        side = PROBE_SIDE
+        probe = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        per_pixel = measure_bytes_per_pixel(
+            lambda: self._process_same_size([probe]), side * side, self.device
+        )
+        total = torch.cuda.get_device_properties(self.device).total_memory
+        resident = torch.cuda.memory_allocated(self.device)  # the weights
+        fit = pixels_that_fit(total, resident, per_pixel, self.batch.gpu_memory_share)
+        log.info(
+            "%.0f bytes of GPU memory per pixel; batches of up to %d pixels fit %.0f%% of %s",
+            per_pixel,
+            fit,
+            100 * self.batch.gpu_memory_share,
+            self.device,
+        )
+        return fit
 
     def _on_failure(self, exc: Exception, size: int) -> None:
         log.warning(
@@ -219,12 +249,15 @@ def run_in_halves(
     try:
         return fn(items)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a typed outcome
-        on_failure(exc, len(items))
-        if len(items) == 1:
-            detail = str(exc) or repr(exc)
-            message = f"the models failed on this image even alone: {detail}"
-            return [ImageFailure(error_type=type(exc).__name__, message=message)]
-        middle = len(items) // 2
-        return run_in_halves(fn, items[:middle], on_failure) + run_in_halves(
-            fn, items[middle:], on_failure
-        )
+        # Without its traceback the failed call's frames, and on a GPU the
+        # tensors they hold, are freed before the smaller retry needs the memory.
+        error = exc.with_traceback(None)
+    on_failure(error, len(items))
+    if len(items) == 1:
+        detail = str(error) or repr(error)
+        message = f"the models failed on this image even alone: {detail}"
+        return [ImageFailure(error_type=type(error).__name__, message=message)]
+    middle = len(items) // 2
+    return run_in_halves(fn, items[:middle], on_failure) + run_in_halves(
+        fn, items[middle:], on_failure
+    )

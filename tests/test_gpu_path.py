@@ -1,0 +1,128 @@
+"""The GPU path: memory-sized batches, out-of-memory retries, no silent CPU fallback.
+
+The arithmetic and the retry's memory release run everywhere; the tests that
+need CUDA skip cleanly without it. About 2 s on CPU.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.options import to_job_config
+from stylefix_core.bundle import load_bundle
+from stylefix_core.config import BatchConfig, JobConfig, Mode
+from stylefix_core.device import pixels_that_fit
+from stylefix_core.engine import Engine, ImageFailure, ImageResult, run_in_halves
+from stylefix_core.synthetic import make_assets
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+class _Activation:
+    """Stands in for a batch's tensors: something big that the failed call held."""
+
+
+def test_a_failed_attempt_frees_what_it_held_before_the_smaller_retry():
+    held: list[weakref.ref] = []
+    alive_at_retry: list[int] = []
+
+    def fn(items):
+        alive_at_retry.append(sum(ref() is not None for ref in held))
+        activation = _Activation()
+        held.append(weakref.ref(activation))
+        if len(items) > 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return list(items)
+
+    alive_at_failure: list[int] = []
+
+    def on_failure(exc, size):
+        alive_at_failure.append(sum(ref() is not None for ref in held))
+
+    gc.disable()  # only reference counting may free it, as it must on a GPU's hot path
+    try:
+        assert run_in_halves(fn, ["a", "b", "c"], on_failure) == ["a", "b", "c"]
+    finally:
+        gc.enable()
+    assert alive_at_failure == [0, 0]  # the whole batch, then the first half of two
+    assert alive_at_retry == [0] * len(alive_at_retry) and len(alive_at_retry) == 5
+
+
+def test_a_lone_failure_is_that_image_s_typed_outcome():
+    def fn(items):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    (outcome,) = run_in_halves(fn, ["only"], lambda exc, n: None)
+    assert outcome == ImageFailure(
+        "OutOfMemoryError", "CUDA out of memory. Tried to allocate 2.00 GiB"
+    )
+
+
+@pytest.mark.parametrize(
+    ("memory", "resident", "per_pixel", "share", "expected"),
+    [
+        (24 * 2**30, 2**30, 1024.0, 0.5, (12 * 2**30 - 2**30) // 1024),
+        (24 * 2**30, 0, 3000.0, 0.1, int(24 * 2**30 * 0.1 / 3000.0)),
+        (8 * 2**30, 9 * 2**30, 1024.0, 1.0, 0),  # the weights alone overflow the share
+    ],
+)
+def test_pixels_that_fit_the_share_of_memory(memory, resident, per_pixel, share, expected):
+    assert pixels_that_fit(memory, resident, per_pixel, share) == expected
+
+
+def test_the_memory_share_is_an_option_and_is_validated():
+    config = to_job_config(PipelineOptions(["--input=i", "--output=o", "--gpu_memory_share=0.125"]))
+    assert config.batch.gpu_memory_share == 0.125
+    assert config.resolved_run_id() == JobConfig(input="i", output="o").resolved_run_id()
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="gpu_memory_share"):
+            JobConfig(input="i", output="o", batch=BatchConfig(gpu_memory_share=bad))
+
+
+def test_on_cpu_batches_keep_the_configured_pixel_limit():
+    engine = Engine(
+        load_bundle(""), Mode.QA, torch.device("cpu"), BatchConfig(max_batch_pixels=4096)
+    )
+    assert engine.max_pixels_per_call == 4096
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_batches_are_cut_to_the_memory_share():
+    bundle = load_bundle("")
+    roomy = Engine(bundle, Mode.STYLE, torch.device("cuda"), BatchConfig(max_batch_pixels=10**12))
+    tight = Engine(
+        bundle,
+        Mode.STYLE,
+        torch.device("cuda"),
+        BatchConfig(max_batch_pixels=10**12, gpu_memory_share=0.01),
+    )
+    assert 0 < tight.max_pixels_per_call < roomy.max_pixels_per_call < 10**12
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_out_of_memory_on_a_gpu_batch_retries_smaller_and_loses_nothing():
+    bundle = load_bundle("")
+    engine = Engine(bundle, Mode.STYLE, torch.device("cuda"), BatchConfig(max_batch_size=8))
+    generator = bundle.generator
+    sizes: list[int] = []
+
+    def tight_generator(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return generator(x)
+
+    bundle.generator = tight_generator  # type: ignore[assignment]
+    images = make_assets(seed=5, n=8, sizes=[(64, 64)] * 8)
+    outcomes = engine.process(images)
+    assert all(isinstance(o, ImageResult) for o in outcomes) and len(outcomes) == 8
+    assert sizes[0] == 8 and max(sizes[1:]) <= 4 and all(o.device == "cuda" for o in outcomes)
+    assert np.stack([o.output for o in outcomes]).dtype == np.uint8
