@@ -27,7 +27,7 @@ from stylefix_core.io import storage
 
 pytestmark = pytest.mark.slow
 RUNNER = ["--runner=FnApiRunner"]
-OUTPUT_ENTRIES = {"images", "report", "errors", "_markers", "run_manifest.json"}
+OUTPUT_ENTRIES = {"images", "report", "errors", "_markers", "run_manifest.json", "report.html"}
 
 
 def _tree(base: Path) -> dict[str, tuple[int, int]]:

@@ -10,6 +10,7 @@ from stylefix_core.colour import colour_stats
 from stylefix_core.models.random_features import RandomFeatures
 
 MAX_SIDE = 256  # larger images are looked at down-scaled: the statistics are global
+MIN_SIDE = 8
 
 
 class ReferenceKnn(nn.Module):
@@ -47,9 +48,12 @@ class ReferenceKnn(nn.Module):
     def describe(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, D) raw descriptors."""
         x = x.float()
-        side = max(x.shape[-2:])
-        if side > MAX_SIDE:
-            x = F.interpolate(x, scale_factor=MAX_SIDE / side, mode="area")
+        height, width = x.shape[-2:]
+        scale = min(1.0, MAX_SIDE / max(height, width))
+        # at least MIN_SIDE each way, so slivers and tiny images still fit the filters
+        size = (max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale)))
+        if size != (height, width):
+            x = F.interpolate(x, size=size, mode="area")
         parts = []
         for fmap in self.features(x):
             flat = fmap.flatten(2)
