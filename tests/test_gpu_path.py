@@ -60,7 +60,8 @@ def test_a_lone_failure_is_that_image_s_typed_outcome():
 
     (outcome,) = run_in_halves(fn, ["only"], lambda exc, n: None)
     assert outcome == ImageFailure(
-        "OutOfMemoryError", "CUDA out of memory. Tried to allocate 2.00 GiB"
+        "OutOfMemoryError",
+        "the models failed on this image even alone: CUDA out of memory. Tried to allocate 2.00 GiB",
     )
 
 

@@ -84,7 +84,11 @@ def _check_outputs(out: str, truth, summary) -> pa.Table:
     assert len(set(images)) == len(images)
     assert all(u.startswith(f"{out}/images/") for u in images)
     expected = (
-        set(images) | set(reports) | set(errors) | set(markers) | {f"{out}/run_manifest.json"}
+        set(images)
+        | set(reports)
+        | set(errors)
+        | set(markers)
+        | {f"{out}/run_manifest.json", f"{out}/report.html"}
     )
     assert set(listed) == expected
     return report

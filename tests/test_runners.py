@@ -65,7 +65,8 @@ def _snapshot(output: Path) -> dict[str, str]:
     return {
         str(p.relative_to(output)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(output.rglob("*"))
-        if p.is_file() and p.name != "run_manifest.json"
+        # report.html shows the manifest (runner, shards skipped), so it differs with them
+        if p.is_file() and p.name not in ("run_manifest.json", "report.html")
     }
 
 

@@ -125,6 +125,11 @@ def fetch_sources(
     by_shard: dict[str, set[str]] = {}
     fetched: dict[str, Fetched] = {}
     for uri in dict.fromkeys(uris):
+        if uri and storage.redact(uri) == uri and "***" in uri:
+            # the row holds a redacted URL: its credentials were never stored,
+            # so asking the server again could only be refused
+            fetched[uri] = Fetched(None, "source behind credentials that the report does not keep")
+            continue
         match = _MEMBER_URI.match(uri) if uri else None
         if match:
             by_shard.setdefault(match["shard"], set()).add(uri)
