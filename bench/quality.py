@@ -34,22 +34,13 @@ from stylefix_core.evaluation.dataset import (
 )
 from stylefix_core.evaluation.metrics import auroc, psnr, ssim
 from stylefix_core.imaging import decode_image
-from stylefix_core.scoring.scorer import Scorer
+from stylefix_core.scoring.scorer import STATISTIC_DETECTORS, Scorer
 from stylefix_core.training.bundle_training import retrain_corrector, retrain_detector
 from stylefix_core.training.corrector import CorrectorTrainConfig
 from stylefix_core.training.data import to_tensor
 from stylefix_core.training.detector import DetectorTrainConfig, calibrate
 
-STATISTICS = (
-    "colour",
-    "texture",
-    "blur",
-    "noise",
-    "checkerboard",
-    "blocking",
-    "quantisation",
-    "collapse",
-)
+STATISTICS = STATISTIC_DETECTORS
 CORRECTABLE = ("colour_cast", "noise", "jpeg_blocking", "checkerboard", "blur")
 CPU = torch.device("cpu")
 

@@ -19,6 +19,10 @@ from stylefix_core.bundle import DETECTOR_NAMES, Calibration
 from stylefix_core.scoring import features
 
 DETECTORS = DETECTOR_NAMES
+# Detectors with learned parts; the rest are image statistics, which alone
+# make the classical baseline of the quality benchmark.
+LEARNED_DETECTORS = ("embedding", "autoencoder", "discriminator")
+STATISTIC_DETECTORS = tuple(d for d in DETECTORS if d not in LEARNED_DETECTORS)
 # The name a person reads in the report's ``reasons`` column, per detector.
 REASONS = {
     "embedding": "unlike_reference",
