@@ -8,11 +8,14 @@ the completion marker.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import PredictionResult, RunInference
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.model_handler import StyleFixModelHandler
 from stylefix_core.config import JobConfig, Mode
@@ -108,7 +111,19 @@ class Decode(beam.DoFn):
 
 
 class WriteImage(beam.DoFn):
-    """Inference outcome -> the image written under its final name, and its row."""
+    """Inference outcome -> the image written under its final name, and its row.
+
+    Encoding (mostly PNG deflate) and writing run on a few threads, so they
+    overlap the model calls of the next batch instead of following them:
+    Pillow's encoders and file I/O release the GIL. Rows leave in the order
+    outcomes arrived, so the report is the same as a serial writer's, and at
+    most ``MAX_PENDING`` images wait for their write, so memory stays bounded
+    however fast the models are. Counters are only touched on the bundle's own
+    thread, where Beam's metrics live.
+    """
+
+    WRITE_THREADS = 2
+    MAX_PENDING = 16
 
     def __init__(self, config: JobConfig, style: str, model_version: str):
         self._config = config
@@ -118,37 +133,67 @@ class WriteImage(beam.DoFn):
             name: Metrics.counter(NAMESPACE, name)
             for name in ("images_styled", "images_flagged", "images_corrected", "images_failed")
         }
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[tuple[WindowedValue, Future]] = deque()
 
-    def process(self, prediction: PredictionResult) -> Iterator[tuple]:
+    def setup(self) -> None:
+        self._pool = ThreadPoolExecutor(self.WRITE_THREADS, thread_name_prefix="stylefix-write")
+
+    def start_bundle(self) -> None:
+        self._pending = deque()
+
+    def process(
+        self, prediction: PredictionResult, windowed=beam.DoFn.WindowedValueParam
+    ) -> Iterator[WindowedValue]:
+        if self._pool is None:
+            raise RuntimeError("WriteImage.setup() did not run: no write threads")
+        self._pending.append((windowed, self._pool.submit(self._store, prediction)))
+        yield from self._emit(keep=self.MAX_PENDING)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        yield from self._emit(keep=0)
+
+    def teardown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _emit(self, keep: int) -> Iterator[WindowedValue]:
+        """Rows of finished writes in arrival order; waits while more than ``keep`` pend."""
+        while self._pending and (len(self._pending) > keep or self._pending[0][1].done()):
+            windowed, future = self._pending.popleft()
+            yield windowed.with_value(self._row(windowed.value, future.result()))
+
+    def _store(self, prediction: PredictionResult) -> str | Exception | None:
+        """On a write thread: the written image's URI, the write's exception, or None
+        where the models failed and there is nothing to write."""
+        if isinstance(prediction.inference, ImageFailure):
+            return None
+        try:
+            return self._write(prediction.example, prediction.inference)
+        except Exception as exc:  # noqa: BLE001 - a failed write is one error row
+            return exc
+
+    def _row(self, prediction: PredictionResult, written: str | Exception | None) -> tuple:
         image: DecodedImage = prediction.example
         outcome = prediction.inference
         member = image.member
         if isinstance(outcome, ImageFailure):
             self._counters["images_failed"].inc()
-            yield (
+            row = ErrorRow(
+                self._config.resolved_run_id(),
                 member.shard,
-                (
-                    ERROR,
-                    error_row(
-                        ErrorRow(
-                            self._config.resolved_run_id(),
-                            member.shard,
-                            member.key,
-                            member.source_uri,
-                            outcome.stage,
-                            outcome.error_type,
-                            outcome.message,
-                        )
-                    ),
-                ),
+                member.key,
+                member.source_uri,
+                outcome.stage,
+                outcome.error_type,
+                outcome.message,
             )
-            return
-        try:
-            uri = self._write(image, outcome)
-        except Exception as exc:  # noqa: BLE001 - a failed write is one error row
+            return member.shard, (ERROR, error_row(row))
+        if isinstance(written, Exception):
             self._counters["images_failed"].inc()
-            yield _error(self._config, member.shard, member.key, member.source_uri, exc, "write")
-            return
+            return _error(
+                self._config, member.shard, member.key, member.source_uri, written, "write"
+            )
         self._count(outcome)
         row = report_row(
             self._config.resolved_run_id(),
@@ -157,9 +202,9 @@ class WriteImage(beam.DoFn):
             self._version,
             image,
             outcome,
-            uri,
+            written,
         )
-        yield member.shard, (REPORT, row)
+        return member.shard, (REPORT, row)
 
     def _write(self, image: DecodedImage, outcome: ImageResult) -> str:
         member = image.member
