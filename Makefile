@@ -5,6 +5,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= out
 RUNNER ?= DirectRunner
+# e.g. make bench BENCH_ARGS="--quick --figures throughput,flops"
+BENCH_ARGS ?=
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stylefix-installed
@@ -30,11 +32,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check stylefix_core pipelines tests
-	$(VENV)/bin/ruff format --check stylefix_core pipelines tests
+	$(VENV)/bin/ruff check stylefix_core pipelines bench tests
+	$(VENV)/bin/ruff format --check stylefix_core pipelines bench tests
 
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 train-default: $(STAMP)
 	$(VENV)/bin/stylefix train default stylefix_core/default_bundle

@@ -74,15 +74,20 @@ def cpu_engine() -> Engine:
     return Engine(load_bundle(""), Mode.STYLE, torch.device("cpu"), BatchConfig())
 
 
-def throughput(source: BenchInput, repeats: int, workdir: Path) -> list[Comparison]:
-    """Figures (1) and (2) at one size: ceiling, Beam job and naive job in turns."""
+def throughput(source: BenchInput, repeats: int, workdir: Path, *flags: str) -> list[Comparison]:
+    """Figures (1) and (2) at one size: ceiling, Beam job and naive job in turns.
+
+    ``flags`` are extra pipeline options for both jobs (``--torch_threads=1``).
+    """
     engine, decoded, n = cpu_engine(), source.decoded(), source.images
     jobs.ceiling(engine, decoded[:2])  # first calls pay one-time allocation costs
     contenders = {
         "ceiling": lambda: rate(n, lambda: jobs.ceiling(engine, decoded)),
-        "job": jobs.timed_run(n, workdir / "job", lambda o: jobs.beam_job(source.folder, o, n)),
+        "job": jobs.timed_run(
+            n, workdir / "job", lambda o: jobs.beam_job(source.folder, o, n, *flags)
+        ),
         "naive": jobs.timed_run(
-            n, workdir / "naive", lambda o: jobs.naive_job(source.folder, o, n)
+            n, workdir / "naive", lambda o: jobs.naive_job(source.folder, o, n, *flags)
         ),
     }
     samples = interleaved(contenders, repeats)

@@ -35,9 +35,9 @@ def beam_job(source: Path, output: Path, images: int, *extra: str) -> None:
         )
 
 
-def naive_job(source: Path, output: Path, images: int) -> None:
+def naive_job(source: Path, output: Path, images: int, *extra: str) -> None:
     """The per-element baseline on the same input and runner."""
-    run_naive(job_args(source, output))
+    run_naive(job_args(source, output, *extra))
     written = len(list((output / "images").rglob("*.png")))
     if written != images:
         raise RuntimeError(f"naive job wrote {written} of {images} images")

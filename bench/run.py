@@ -46,10 +46,10 @@ class Plan:
 
 
 FULL = Plan(
-    images_at_256=96, repeats=3, memory_images=(1000, 10000), memory_size=32, worker_images=64
+    images_at_256=64, repeats=3, memory_images=(1000, 10000), memory_size=16, worker_images=64
 )
 QUICK = Plan(
-    images_at_256=32, repeats=2, memory_images=(200, 2000), memory_size=32, worker_images=32
+    images_at_256=24, repeats=2, memory_images=(200, 2000), memory_size=16, worker_images=32
 )
 
 
@@ -66,6 +66,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="256,512", help="square image sizes in px")
     parser.add_argument("--repeats", type=int, default=0, help="rounds per figure (0: the plan's)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch threads for the ceiling and the jobs (0: the job's own default)",
+    )
     parser.add_argument(
         "--workdir", default="", help="where inputs and outputs go (default: a temp dir)"
     )
@@ -140,18 +146,19 @@ def run_cpu(args: argparse.Namespace, plan: Plan, repeats: int, workdir: Path) -
         lines.extend(new)
         print(*new, sep="\n", flush=True)
 
+    flags = [f"--torch_threads={args.torch_threads}"] if args.torch_threads else []
     ceilings: dict[int, float] = {}
     for size in args.sizes:
         source = write_shards(workdir / f"in-{size}", plan.images(size), size, per_shard=16)
         if "throughput" in args.figures:
-            against_ceiling, against_naive = figures.throughput(source, repeats, workdir)
+            against_ceiling, against_naive = figures.throughput(source, repeats, workdir, *flags)
             emit(comparison_line(against_ceiling), comparison_line(against_naive))
             ceilings[size] = against_ceiling.baseline.median
         if "flops" in args.figures:
             emit(*flops_lines(figures.flops(source, repeats, ceilings.get(size))))
     if "workers" in args.figures:
         source = write_shards(workdir / "in-workers", plan.worker_images, 256, per_shard=8)
-        emit(comparison_line(figures.workers(source, repeats, workdir)))
+        emit(comparison_line(figures.workers(source, repeats, workdir, *flags)))
     if "memory" in args.figures:
         small, large = plan.memory_images
         emit(comparison_line(figures.memory(small, large, plan.memory_size, workdir)))
@@ -176,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # Beam's multi-processing workers are child interpreters: they must import this checkout.
     os.environ["PYTHONPATH"] = child_environment()["PYTHONPATH"]
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     plan = QUICK if args.quick else FULL
     repeats = args.repeats or plan.repeats
     started = time.monotonic()
