@@ -5,6 +5,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= out
 RUNNER ?= DirectRunner
+# e.g. make bench BENCH_ARGS="--quick --figures throughput,flops"
+BENCH_ARGS ?=
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stylefix-installed
@@ -43,11 +45,11 @@ chromium:
 	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check stylefix_core pipelines tests infra
-	$(VENV)/bin/ruff format --check stylefix_core pipelines tests infra
+	$(VENV)/bin/ruff check stylefix_core pipelines bench tests infra
+	$(VENV)/bin/ruff format --check stylefix_core pipelines bench tests infra
 
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 eval: $(STAMP)
 	$(PY) -m bench.quality

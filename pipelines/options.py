@@ -7,8 +7,9 @@ Options are declared once here; Flex Template metadata and the schedule in
 from __future__ import annotations
 
 import argparse
+import os
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from stylefix_core.config import DEVICES, OUTPUT_FORMATS, BatchConfig, JobConfig, Limits, Mode
 
@@ -93,7 +94,8 @@ class StyleFixOptions(PipelineOptions):
             "--torch_threads",
             type=int,
             default=defaults.torch_threads,
-            help="0: torch's default per worker process",
+            help="per worker process; 0: torch's default, or a fair share of the cores "
+            "when the local runner starts several workers",
         )
         add(
             "--progress_interval_s",
@@ -121,7 +123,7 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
         files_per_shard=opts.files_per_shard,
         parquet_key_column=opts.parquet_key_column,
         parquet_image_column=opts.parquet_image_column,
-        torch_threads=opts.torch_threads,
+        torch_threads=torch_threads(options, opts.torch_threads),
         progress_interval_s=opts.progress_interval_s,
         batch=BatchConfig(
             max_batch_size=opts.max_batch_size,
@@ -134,3 +136,21 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
             max_shard_bytes=opts.max_shard_bytes,
         ),
     )
+
+
+def torch_threads(options: PipelineOptions, requested: int) -> int:
+    """Torch threads per worker process; 0 leaves torch's default (one per core).
+
+    When the local runner runs several workers at once (``--direct_num_workers``
+    in multi-processing or multi-threading mode), each would take torch's
+    default and put ``workers x cores`` threads on ``cores`` cores, where
+    OpenMP threads that wait on each other at every layer run several times
+    slower (measured in docs/benchmarks.md). Each worker gets its share instead.
+    """
+    direct = options.view_as(DirectOptions)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    workers = direct.direct_num_workers or cores  # 0 means one worker per core
+    if requested > 0 or direct.direct_running_mode == "in_memory" or workers <= 1:
+        return requested
+    return max(1, cores // workers)

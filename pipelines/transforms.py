@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines.model_handler import StyleFixModelHandler
 from pipelines.progress import ProgressTap
@@ -110,7 +111,19 @@ class Decode(beam.DoFn):
 
 
 class WriteImage(beam.DoFn):
-    """Inference outcome -> the image written under its final name, and its row."""
+    """Inference outcome -> the image written under its final name, and its row.
+
+    Encoding (mostly PNG deflate) and writing run on a few threads, so they
+    overlap the model calls of the next batch instead of following them:
+    Pillow's encoders and file I/O release the GIL. Rows leave in the order
+    outcomes arrived, so the report is the same as a serial writer's, and at
+    most ``MAX_PENDING`` images wait for their write, so memory stays bounded
+    however fast the models are. Counters are only touched on the bundle's own
+    thread, where Beam's metrics live.
+    """
+
+    WRITE_THREADS = 2
+    MAX_PENDING = 16
 
     def __init__(self, config: JobConfig, style: str, model_version: str):
         self._config = config
@@ -120,34 +133,78 @@ class WriteImage(beam.DoFn):
             name: Metrics.counter(NAMESPACE, name)
             for name in ("images_styled", "images_flagged", "images_corrected", "images_failed")
         }
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[tuple[WindowedValue, Future]] = deque()
 
-    def process(self, prediction: PredictionResult) -> Iterator[tuple]:
+    def setup(self) -> None:
+        self._pool = ThreadPoolExecutor(self.WRITE_THREADS, thread_name_prefix="stylefix-write")
+
+    def start_bundle(self) -> None:
+        self._pending = deque()
+
+    def process(
+        self, prediction: PredictionResult, windowed=beam.DoFn.WindowedValueParam
+    ) -> Iterator[WindowedValue]:
+        if self._pool is None:
+            raise RuntimeError("WriteImage.setup() did not run: no write threads")
+        self._pending.append((windowed, self._pool.submit(self._store, prediction)))
+        yield from self._emit(keep=self.MAX_PENDING)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        yield from self._emit(keep=0)
+
+    def teardown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _emit(self, keep: int) -> Iterator[WindowedValue]:
+        """Rows of finished writes in arrival order; waits while more than ``keep`` pend."""
+        while self._pending and (len(self._pending) > keep or self._pending[0][1].done()):
+            windowed, future = self._pending.popleft()
+            yield windowed.with_value(self._row(windowed.value, future.result()))
+
+    def _store(self, prediction: PredictionResult) -> str | Exception | None:
+        """On a write thread: the written image's URI, the write's exception, or None
+        where the models failed and there is nothing to write."""
+        if isinstance(prediction.inference, ImageFailure):
+            return None
+        try:
+            return self._write(prediction.example, prediction.inference)
+        except Exception as exc:  # noqa: BLE001 - a failed write is one error row
+            return exc
+
+    def _row(self, prediction: PredictionResult, written: str | Exception | None) -> tuple:
         image: DecodedImage = prediction.example
         outcome = prediction.inference
         member = image.member
         if isinstance(outcome, ImageFailure):
             self._counters["images_failed"].inc()
             row = ErrorRow(
-                self._config.resolved_run_id(), member.shard, member.key, member.source_uri,
-                outcome.stage, outcome.error_type, outcome.message,
-            )  # fmt: skip
-            yield beam.pvalue.TaggedOutput(ERROR, (member.shard, (ERROR, error_row(row))))
-            return
-        try:
-            uri = self._write(image, outcome)
-        except Exception as exc:  # noqa: BLE001 - a failed write is one error row
-            self._counters["images_failed"].inc()
-            yield beam.pvalue.TaggedOutput(
-                ERROR,
-                _error(self._config, member.shard, member.key, member.source_uri, exc, "write"),
+                self._config.resolved_run_id(),
+                member.shard,
+                member.key,
+                member.source_uri,
+                outcome.stage,
+                outcome.error_type,
+                outcome.message,
             )
-            return
+            return member.shard, (ERROR, error_row(row))
+        if isinstance(written, Exception):
+            self._counters["images_failed"].inc()
+            return _error(
+                self._config, member.shard, member.key, member.source_uri, written, "write"
+            )
         self._count(outcome)
-        cfg = self._config
         row = report_row(
-            cfg.resolved_run_id(), cfg.mode.value, self._style, self._version, image, outcome, uri
+            self._config.resolved_run_id(),
+            self._config.mode.value,
+            self._style,
+            self._version,
+            image,
+            outcome,
+            written,
         )
-        yield member.shard, (REPORT, row)
+        return member.shard, (REPORT, row)
 
     def _write(self, image: DecodedImage, outcome: ImageResult) -> str:
         member = image.member
@@ -184,6 +241,10 @@ class WriteImage(beam.DoFn):
             self._counters["images_flagged"].inc()
         if outcome.corrected:
             self._counters["images_corrected"].inc()
+
+
+def _report_or_error(element: tuple[str, tuple[str, dict]], partitions: int) -> int:
+    return 0 if element[1][0] == REPORT else 1
 
 
 def _by_styled_hash(
@@ -269,9 +330,10 @@ class StyleFix(beam.PTransform):
             ERROR, main="images"
         )
         predictions = decoded.images | "StyleScoreCorrect" >> RunInference(self._handler)
-        rows = predictions | "WriteImages" >> beam.ParDo(
+        written = predictions | "WriteImages" >> beam.ParDo(
             WriteImage(cfg, self._style, self._version)
-        ).with_outputs(ERROR, main="reports")
+        )
+        rows = written | "ReportsAndErrors" >> beam.Partition(_report_or_error, 2)
         # Counted as rows finish, before anything groups them: a grouping
         # holds everything back until the end on a batch runner.
         tap = ProgressTap(cfg.progress_interval_s, NAMESPACE, REPORT, ERROR)
@@ -280,8 +342,8 @@ class StyleFix(beam.PTransform):
             for name, stream in (
                 ("ReadErrors", read[ERROR]),
                 ("DecodeErrors", decoded[ERROR]),
-                ("WriteErrors", rows[ERROR]),
-                ("Reports", rows.reports),
+                ("WriteErrors", rows[1]),
+                ("Reports", rows[0]),
             )
         }
         reports = (

@@ -1,0 +1,56 @@
+"""The benchmark's code runs end to end on a couple of images (no timings are checked)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from bench import figures, jobs
+from bench.data import write_shards
+from bench.run import main
+
+pytestmark = pytest.mark.slow
+
+
+def _images(output: Path) -> dict[str, tuple[str, dict[str, str]]]:
+    """Pixels (hashed) and text of each written image; the run id names the output."""
+    found = {}
+    for path in sorted((output / "images").rglob("*.png")):
+        with Image.open(path) as image:
+            text = {k: v for k, v in image.text.items() if k != "stylefix:run_id"}
+            found[str(path.relative_to(output))] = (
+                hashlib.sha256(image.tobytes()).hexdigest(),
+                text,
+            )
+    return found
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("bench-in"), images=2, size=32, per_shard=1)
+
+
+def test_the_naive_baseline_writes_the_same_images_as_the_job(source, tmp_path):
+    jobs.beam_job(source.folder, tmp_path / "job", source.images)
+    jobs.naive_job(source.folder, tmp_path / "naive", source.images)
+    job, naive = _images(tmp_path / "job"), _images(tmp_path / "naive")
+    assert len(job) == source.images and job == naive
+
+
+def test_throughput_and_flops_figures_run_on_two_images(source, tmp_path):
+    against_ceiling, against_naive = figures.throughput(source, repeats=1, workdir=tmp_path)
+    for comparison in (against_ceiling, against_naive):
+        assert comparison.ratio > 0 and len(comparison.subject.values) == 1
+    flops = figures.flops(source, repeats=1, images_per_second=against_ceiling.baseline.median)
+    assert flops.gflop_per_image > 0 and "StyleGenerator" in flops.by_network
+    assert flops.matmul_gflops > 0 and flops.conv_gflops > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip where CUDA is absent")
+def test_gpu_mode_skips_cleanly_without_cuda(capsys):
+    assert main(["--device", "cuda"]) == 0
+    assert "GPU benchmark skipped" in capsys.readouterr().out
