@@ -8,7 +8,9 @@ the completion marker.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
