@@ -19,13 +19,14 @@ from pipelines.options import to_job_config
 from pipelines.progress import run_and_watch
 from pipelines.run_manifest import RunSummary, write_run_manifest
 from pipelines.transforms import NAMESPACE, StyleFix
-from stylefix_core.bundle import load_bundle
+from stylefix_core.bundle import Manifest, load_bundle
 from stylefix_core.config import JobConfig
 from stylefix_core.device import resolve_device
 from stylefix_core.io import outputs
 from stylefix_core.io.shards import plan_shards
 from stylefix_core.qa_report.build import build_report
 from stylefix_core.records import ShardSpec
+from stylefix_core.styles import StyleTable, build_style_table
 
 log = logging.getLogger("stylefix")
 
@@ -44,6 +45,20 @@ def _pending_shards(
         else:
             summary.shards_skipped += 1
     return pending
+
+
+def _style_table(config: JobConfig, default: Manifest) -> tuple[StyleTable, dict[str, Manifest]]:
+    """The job's styles, and the manifest of each style's bundle.
+
+    Every bundle is loaded once here, on the launcher, so a missing or
+    tampered bundle of any style stops the job before a worker starts.
+    """
+    styles = build_style_table(default.style, config.bundle, config.bundles, config.style_rules)
+    loaded = {config.bundle: default}
+    for url in styles.bundles.values():
+        if url not in loaded:
+            loaded[url] = load_bundle(url).manifest
+    return styles, {name: loaded[url] for name, url in styles.bundles.items()}
 
 
 def run(
@@ -66,6 +81,7 @@ def run(
     if config.device == "cuda":
         resolve_device("cuda")  # fail on the launcher too, before any worker starts
     bundle = load_bundle(config.bundle)  # validates manifest and weights before launch
+    styles, manifests = _style_table(config, bundle.manifest)
     plan = plan_shards(config.input, config.files_per_shard)
     summary = RunSummary(
         run_id=config.resolved_run_id(), output=config.output, ignored_files=len(plan.ignored)
@@ -81,10 +97,7 @@ def run(
         _ = (
             pipeline
             | "Shards" >> beam.Create(pending)
-            | "StyleFix"
-            >> StyleFix(
-                config, bundle.manifest.style, bundle.manifest.version, model_handler=model_handler
-            )
+            | "StyleFix" >> StyleFix(config, styles, model_handler=model_handler)
         )
         run_and_watch(pipeline, config.progress_interval_s, NAMESPACE)
     for spec in plan.shards:
@@ -95,7 +108,7 @@ def run(
     summary.shards_skipped = min(summary.shards_skipped, summary.shards)
     summary.seconds = round(time.monotonic() - started, 2)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    write_run_manifest(config, bundle.manifest, summary, started_at, str(runner))
+    write_run_manifest(config, bundle.manifest, summary, started_at, str(runner), manifests)
     build_report(config.output)  # reads back only what the run wrote
     return summary
 

@@ -60,9 +60,18 @@ def redacted(value: Any) -> Any:
 
 
 def write_run_manifest(
-    config: JobConfig, bundle: Manifest, summary: RunSummary, started_at: str, runner: str
+    config: JobConfig,
+    bundle: Manifest,
+    summary: RunSummary,
+    started_at: str,
+    runner: str,
+    styles: dict[str, Manifest] | None = None,
 ) -> str:
-    """Written after the job; the one output that legitimately differs between re-runs (timings)."""
+    """Written after the job; the one output that legitimately differs between re-runs (timings).
+
+    ``bundle`` is the default style's bundle; ``styles`` gives every style the
+    job could serve and the bundle version behind it.
+    """
     uri = storage.join(config.output, "run_manifest.json")
     document = {
         "stylefix_version": __version__,
@@ -77,6 +86,10 @@ def write_run_manifest(
             "fingerprint": bundle.training_data_fingerprint,
             "threshold": bundle.calibration.threshold,
             "target_false_positive_rate": bundle.calibration.target_false_positive_rate,
+        },
+        "styles": {
+            name: {"bundle": manifest.name, "version": manifest.version}
+            for name, manifest in sorted((styles or {bundle.style: bundle}).items())
         },
         "counts": asdict(summary),
         "python": platform.python_version(),

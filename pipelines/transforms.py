@@ -23,9 +23,17 @@ from stylefix_core.imaging import encode_image
 from stylefix_core.io import outputs, shards
 from stylefix_core.io.outputs import ShardCounts
 from stylefix_core.members import decode_member
-from stylefix_core.records import DecodedImage, ErrorRow, ReadFailure, ShardMember, ShardSpec
+from stylefix_core.records import (
+    DecodedImage,
+    ErrorRow,
+    ReadFailure,
+    RoutedImage,
+    ShardMember,
+    ShardSpec,
+)
 from stylefix_core.report import ERROR_SCHEMA, REPORT_SCHEMA, error_row, report_row, to_table
 from stylefix_core.scoring import run_collapse
+from stylefix_core.styles import StyleTable
 
 NAMESPACE = "stylefix"
 REPORT, ERROR = "report", "error"
@@ -109,20 +117,45 @@ class Decode(beam.DoFn):
         yield image
 
 
-class WriteImage(beam.DoFn):
-    """Inference outcome -> the image written under its final name, and its row."""
+class Route(beam.DoFn):
+    """DecodedImage -> RoutedImage with its style's bundle (main) and error rows."""
 
-    def __init__(self, config: JobConfig, style: str, model_version: str):
+    def __init__(self, config: JobConfig, styles: StyleTable):
         self._config = config
-        self._style = style
-        self._version = model_version
+        self._styles = styles
+        self._failed = Metrics.counter(NAMESPACE, "images_failed")
+
+    def process(self, image: DecodedImage) -> Iterator:
+        try:
+            routed = self._styles.route(image)
+        except StyleFixError as exc:
+            self._failed.inc()
+            member = image.member
+            yield beam.pvalue.TaggedOutput(
+                ERROR,
+                _error(self._config, member.shard, member.key, member.source_uri, exc, exc.stage),
+            )
+            return
+        yield routed
+
+
+class WriteImage(beam.DoFn):
+    """Inference outcome -> the image written under its final name, and its row.
+
+    The style and bundle version come with each prediction: a job serves
+    several styles, so they are facts about the image, not the job.
+    """
+
+    def __init__(self, config: JobConfig):
+        self._config = config
         self._counters = {
             name: Metrics.counter(NAMESPACE, name)
             for name in ("images_styled", "images_flagged", "images_corrected", "images_failed")
         }
 
     def process(self, prediction: PredictionResult) -> Iterator[tuple]:
-        image: DecodedImage = prediction.example
+        routed: RoutedImage = prediction.example
+        image, version = routed.image, str(prediction.model_id)
         outcome = prediction.inference
         member = image.member
         if isinstance(outcome, ImageFailure):
@@ -134,7 +167,7 @@ class WriteImage(beam.DoFn):
             yield beam.pvalue.TaggedOutput(ERROR, (member.shard, (ERROR, error_row(row))))
             return
         try:
-            uri = self._write(image, outcome)
+            uri = self._write(image, outcome, self._provenance(routed, version, outcome))
         except Exception as exc:  # noqa: BLE001 - a failed write is one error row
             self._counters["images_failed"].inc()
             yield beam.pvalue.TaggedOutput(
@@ -145,13 +178,15 @@ class WriteImage(beam.DoFn):
         self._count(outcome)
         cfg = self._config
         row = report_row(
-            cfg.resolved_run_id(), cfg.mode.value, self._style, self._version, image, outcome, uri
+            cfg.resolved_run_id(), cfg.mode.value, routed.style, version, image, outcome, uri
         )
         yield member.shard, (REPORT, row)
 
-    def _write(self, image: DecodedImage, outcome: ImageResult) -> str:
+    def _write(self, image: DecodedImage, outcome: ImageResult, provenance: dict[str, str]) -> str:
         member = image.member
-        if outcome.output is None:  # qa mode, unchanged: the original bytes, bit for bit
+        # qa mode, unchanged: the original bytes, bit for bit, with no StyleFix
+        # metadata added; the report row is the provenance of such an image.
+        if outcome.output is None:
             uri = outputs.image_uri(
                 self._config.output, member.shard, member.key, member.ext or ".img"
             )
@@ -161,19 +196,28 @@ class WriteImage(beam.DoFn):
             uri = outputs.image_uri(
                 self._config.output, member.shard, member.key, outputs.FORMAT_EXTENSIONS[fmt]
             )
-            data = encode_image(outcome.output, fmt, text=self._provenance(member, outcome))
+            data = encode_image(outcome.output, fmt, text=provenance)
         outputs.storage.write_bytes_atomic(uri, data)
         return uri
 
-    def _provenance(self, member: ShardMember, outcome: ImageResult) -> dict[str, str]:
+    def _provenance(
+        self, routed: RoutedImage, version: str, outcome: ImageResult
+    ) -> dict[str, str]:
+        """What a written image says about itself; the report row holds the same facts.
+
+        PNG keeps these as text chunks, JPEG and WEBP as one JSON object in
+        EXIF ImageDescription (see imaging.encode_image).
+        """
         action = "styled" if self._config.mode is Mode.STYLE else "corrected"
+        member = routed.image.member
         return {
             "Software": "StyleFix",
             "stylefix:action": action
             + ("+corrected" if outcome.corrected and action == "styled" else ""),
-            "stylefix:style": self._style,
-            "stylefix:model_version": self._version,
+            "stylefix:style": routed.style,
+            "stylefix:model_version": version,
             "stylefix:run_id": self._config.resolved_run_id(),
+            "stylefix:source_shard": member.shard,
             "stylefix:source_key": member.key,
         }
 
@@ -248,14 +292,12 @@ class StyleFix(beam.PTransform):
     def __init__(
         self,
         config: JobConfig,
-        style: str,
-        model_version: str,
+        styles: StyleTable,
         model_handler: ModelHandler | None = None,
     ):
         super().__init__()
         self._config = config
-        self._style = style
-        self._version = model_version
+        self._styles = styles
         self._handler = model_handler or StyleFixModelHandler(config)
 
     def expand(self, specs):
@@ -268,10 +310,13 @@ class StyleFix(beam.PTransform):
         decoded = read.members | "Decode" >> beam.ParDo(Decode(cfg)).with_outputs(
             ERROR, main="images"
         )
-        predictions = decoded.images | "StyleScoreCorrect" >> RunInference(self._handler)
-        rows = predictions | "WriteImages" >> beam.ParDo(
-            WriteImage(cfg, self._style, self._version)
-        ).with_outputs(ERROR, main="reports")
+        routed = decoded.images | "Route" >> beam.ParDo(Route(cfg, self._styles)).with_outputs(
+            ERROR, main="images"
+        )
+        predictions = routed.images | "StyleScoreCorrect" >> RunInference(self._handler)
+        rows = predictions | "WriteImages" >> beam.ParDo(WriteImage(cfg)).with_outputs(
+            ERROR, main="reports"
+        )
         # Counted as rows finish, before anything groups them: a grouping
         # holds everything back until the end on a batch runner.
         tap = ProgressTap(cfg.progress_interval_s, NAMESPACE, REPORT, ERROR)
@@ -280,6 +325,7 @@ class StyleFix(beam.PTransform):
             for name, stream in (
                 ("ReadErrors", read[ERROR]),
                 ("DecodeErrors", decoded[ERROR]),
+                ("RouteErrors", routed[ERROR]),
                 ("WriteErrors", rows[ERROR]),
                 ("Reports", rows.reports),
             )
@@ -290,7 +336,9 @@ class StyleFix(beam.PTransform):
             | "GroupByStyledHash" >> beam.GroupByKey()
             | "MarkRunCollapse" >> beam.ParDo(MarkRunCollapse(cfg))
         )
-        errors = [counted[name] for name in ("ReadErrors", "DecodeErrors", "WriteErrors")]
+        errors = [
+            counted[name] for name in ("ReadErrors", "DecodeErrors", "RouteErrors", "WriteErrors")
+        ]
         return (
             (read[SEED], *errors, reports)
             | "AllRows" >> beam.Flatten()
