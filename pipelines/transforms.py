@@ -1,4 +1,4 @@
-"""Thin Beam transforms over stylefix_core: read, decode, infer, write.
+"""Thin Beam transforms over stylefix_core: read, decode, route to a style, infer, write.
 
 Every element that can fail leaves its DoFn as exactly one of: the next
 stage's input, or an error row keyed by shard. Rows meet per shard in
