@@ -24,13 +24,14 @@ from pipelines.options import to_job_config
 from pipelines.progress import run_and_watch
 from pipelines.run_manifest import RunPlan, RunSummary, WriteRunManifest, summarise
 from pipelines.transforms import NAMESPACE, StyleFix
-from stylefix_core.bundle import load_bundle
+from stylefix_core.bundle import Manifest, load_bundle
 from stylefix_core.config import JobConfig
 from stylefix_core.device import resolve_device
 from stylefix_core.io import outputs
 from stylefix_core.io.shards import plan_shards
 from stylefix_core.qa_report.build import build_report
 from stylefix_core.records import ShardSpec
+from stylefix_core.styles import StyleTable, build_style_table
 
 log = logging.getLogger("stylefix")
 
@@ -86,6 +87,20 @@ def _pending_shards(
     return pending
 
 
+def _style_table(config: JobConfig, default: Manifest) -> tuple[StyleTable, dict[str, Manifest]]:
+    """The job's styles, and the manifest of each style's bundle.
+
+    Every bundle is loaded once here, on the launcher, so a missing or
+    tampered bundle of any style stops the job before a worker starts.
+    """
+    styles = build_style_table(default.style, config.bundle, config.bundles, config.style_rules)
+    loaded = {config.bundle: default}
+    for url in styles.bundles.values():
+        if url not in loaded:
+            loaded[url] = load_bundle(url).manifest
+    return styles, {name: loaded[url] for name, url in styles.bundles.items()}
+
+
 def run(
     argv: Sequence[str] | None = None,
     test_pipeline: beam.Pipeline | None = None,
@@ -110,6 +125,7 @@ def run(
     if config.device == "cuda" and workers_run_here(options):
         resolve_device("cuda")  # fail before any worker starts, where they start here
     bundle = load_bundle(config.bundle)  # validates manifest and weights before launch
+    styles, manifests = _style_table(config, bundle.manifest)
     plan = plan_shards(config.input, config.files_per_shard)
     summary = RunSummary(
         run_id=config.resolved_run_id(), output=config.output, ignored_files=len(plan.ignored)
@@ -129,15 +145,13 @@ def run(
         started_at=started_at,
         started=time.time(),
         runner=runner_name(options),
+        styles=manifests,
     )
     pipeline = test_pipeline or beam.Pipeline(options=options)
     _ = (
         pipeline
         | "Shards" >> beam.Create(pending)
-        | "StyleFix"
-        >> StyleFix(
-            config, bundle.manifest.style, bundle.manifest.version, model_handler=model_handler
-        )
+        | "StyleFix" >> StyleFix(config, styles, model_handler=model_handler)
         | "RunManifest" >> WriteRunManifest(run_plan)
     )
     if only_writes_a_template(options):

@@ -12,6 +12,7 @@ import os
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from stylefix_core.config import DEVICES, OUTPUT_FORMATS, BatchConfig, JobConfig, Limits, Mode
+from stylefix_core.styles import parse_pairs
 
 REQUIRED_OPTIONS = ("input", "output")
 
@@ -40,6 +41,22 @@ class StyleFixOptions(PipelineOptions):
         )
         add("--output", default=None, help="output prefix URL")
         add("--bundle", default="", help="model bundle folder URL; empty: the bundled default")
+        add(
+            "--bundles",
+            default="",
+            help="more styles: 'NAME=URL,NAME=URL' (the default style is --bundle's)",
+        )
+        add(
+            "--style_rules",
+            default="",
+            help="'PATTERN=STYLE,...': style by key (fnmatch) where metadata names none",
+        )
+        add(
+            "--max_models_per_worker",
+            type=int,
+            default=defaults.max_models_per_worker,
+            help="bundles resident per worker process; the least recently used is evicted",
+        )
         add(
             "--mode",
             default=defaults.mode.value,
@@ -115,6 +132,9 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
         input=opts.input,
         output=opts.output.rstrip("/"),
         bundle=opts.bundle,
+        bundles=_style_bundles(opts.bundles),
+        style_rules=parse_pairs(opts.style_rules, "--style_rules"),
+        max_models_per_worker=opts.max_models_per_worker,
         mode=Mode(opts.mode),
         output_format=opts.output_format,
         device=opts.device,
@@ -154,3 +174,13 @@ def torch_threads(options: PipelineOptions, requested: int) -> int:
     if requested > 0 or direct.direct_running_mode == "in_memory" or workers <= 1:
         return requested
     return max(1, cores // workers)
+
+
+def _style_bundles(text: str) -> dict[str, str]:
+    """``--bundles`` as a dict; a style named twice is refused, not silently overridden."""
+    pairs = parse_pairs(text, "--bundles")
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--bundles: style(s) named more than once: {', '.join(repeated)}")
+    return dict(pairs)

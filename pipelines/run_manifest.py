@@ -69,9 +69,18 @@ def redacted(value: Any) -> Any:
 
 
 def write_run_manifest(
-    config: JobConfig, bundle: Manifest, summary: RunSummary, started_at: str, runner: str
+    config: JobConfig,
+    bundle: Manifest,
+    summary: RunSummary,
+    started_at: str,
+    runner: str,
+    styles: dict[str, Manifest] | None = None,
 ) -> str:
-    """Written after the job; the one output that legitimately differs between re-runs (timings)."""
+    """Written after the job; the one output that legitimately differs between re-runs (timings).
+
+    ``bundle`` is the default style's bundle; ``styles`` gives every style the
+    job could serve and the bundle version behind it.
+    """
     uri = storage.join(config.output, "run_manifest.json")
     document = {
         "stylefix_version": __version__,
@@ -86,6 +95,10 @@ def write_run_manifest(
             "fingerprint": bundle.training_data_fingerprint,
             "threshold": bundle.calibration.threshold,
             "target_false_positive_rate": bundle.calibration.target_false_positive_rate,
+        },
+        "styles": {
+            name: {"bundle": manifest.name, "version": manifest.version}
+            for name, manifest in sorted((styles or {bundle.style: bundle}).items())
         },
         "counts": asdict(summary),
         "python": platform.python_version(),
@@ -128,6 +141,7 @@ class RunPlan:
     started_at: str  # ISO 8601 to the second, UTC, as the manifest shows it
     started: float  # seconds since the epoch, for the duration
     runner: str
+    styles: dict[str, Manifest] | None = None  # every style the job could serve
 
 
 class WriteRunManifest(beam.PTransform):
@@ -153,4 +167,6 @@ class WriteRunManifest(beam.PTransform):
 def _write_after(_: list[ShardCounts], plan: RunPlan) -> str:
     summary = summarise(plan.config, plan.shard_names, plan.shards_skipped, plan.ignored_files)
     summary.seconds = round(time.time() - plan.started, 2)
-    return write_run_manifest(plan.config, plan.bundle, summary, plan.started_at, plan.runner)
+    return write_run_manifest(
+        plan.config, plan.bundle, summary, plan.started_at, plan.runner, plan.styles
+    )

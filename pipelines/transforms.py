@@ -1,4 +1,4 @@
-"""Thin Beam transforms over stylefix_core: read, decode, infer, write.
+"""Thin Beam transforms over stylefix_core: read, decode, route to a style, infer, write.
 
 Every element that can fail leaves its DoFn as exactly one of: the next
 stage's input, or an error row keyed by shard. Rows meet per shard in
@@ -26,9 +26,17 @@ from stylefix_core.imaging import encode_image
 from stylefix_core.io import outputs, shards
 from stylefix_core.io.outputs import ShardCounts
 from stylefix_core.members import decode_member
-from stylefix_core.records import DecodedImage, ErrorRow, ReadFailure, ShardMember, ShardSpec
+from stylefix_core.records import (
+    DecodedImage,
+    ErrorRow,
+    ReadFailure,
+    RoutedImage,
+    ShardMember,
+    ShardSpec,
+)
 from stylefix_core.report import ERROR_SCHEMA, REPORT_SCHEMA, error_row, report_row, to_table
 from stylefix_core.scoring import run_collapse
+from stylefix_core.styles import StyleTable
 
 NAMESPACE = "stylefix"
 REPORT, ERROR = "report", "error"
@@ -112,9 +120,33 @@ class Decode(beam.DoFn):
         yield image
 
 
+class Route(beam.DoFn):
+    """DecodedImage -> RoutedImage with its style's bundle (main) and error rows."""
+
+    def __init__(self, config: JobConfig, styles: StyleTable):
+        self._config = config
+        self._styles = styles
+        self._failed = Metrics.counter(NAMESPACE, "images_failed")
+
+    def process(self, image: DecodedImage) -> Iterator:
+        try:
+            routed = self._styles.route(image)
+        except StyleFixError as exc:
+            self._failed.inc()
+            member = image.member
+            yield beam.pvalue.TaggedOutput(
+                ERROR,
+                _error(self._config, member.shard, member.key, member.source_uri, exc, exc.stage),
+            )
+            return
+        yield routed
+
+
 class WriteImage(beam.DoFn):
     """Inference outcome -> the image written under its final name, and its row.
 
+    The style and bundle version come with each prediction: a job serves
+    several styles, so they are facts about the image, not the job.
     Encoding (mostly PNG deflate) and writing run on a few threads, so they
     overlap the model calls of the next batch instead of following them:
     Pillow's encoders and file I/O release the GIL. Rows leave in the order
@@ -127,10 +159,8 @@ class WriteImage(beam.DoFn):
     WRITE_THREADS = 2
     MAX_PENDING = 16
 
-    def __init__(self, config: JobConfig, style: str, model_version: str):
+    def __init__(self, config: JobConfig):
         self._config = config
-        self._style = style
-        self._version = model_version
         self._counters = {
             name: Metrics.counter(NAMESPACE, name)
             for name in ("images_styled", "images_flagged", "images_corrected", "images_failed")
@@ -168,28 +198,27 @@ class WriteImage(beam.DoFn):
     def _store(self, prediction: PredictionResult) -> str | Exception | None:
         """On a write thread: the written image's URI, the write's exception, or None
         where the models failed and there is nothing to write."""
-        if isinstance(prediction.inference, ImageFailure):
+        outcome = prediction.inference
+        if isinstance(outcome, ImageFailure):
             return None
+        routed: RoutedImage = prediction.example
+        provenance = self._provenance(routed, str(prediction.model_id), outcome)
         try:
-            return self._write(prediction.example, prediction.inference)
+            return self._write(routed.image, outcome, provenance)
         except Exception as exc:  # noqa: BLE001 - a failed write is one error row
             return exc
 
     def _row(self, prediction: PredictionResult, written: str | Exception | None) -> tuple:
-        image: DecodedImage = prediction.example
+        routed: RoutedImage = prediction.example
+        image, version = routed.image, str(prediction.model_id)
         outcome = prediction.inference
         member = image.member
         if isinstance(outcome, ImageFailure):
             self._counters["images_failed"].inc()
             row = ErrorRow(
-                self._config.resolved_run_id(),
-                member.shard,
-                member.key,
-                member.source_uri,
-                outcome.stage,
-                outcome.error_type,
-                outcome.message,
-            )
+                self._config.resolved_run_id(), member.shard, member.key, member.source_uri,
+                outcome.stage, outcome.error_type, outcome.message,
+            )  # fmt: skip
             return member.shard, (ERROR, error_row(row))
         if isinstance(written, Exception):
             self._counters["images_failed"].inc()
@@ -197,20 +226,17 @@ class WriteImage(beam.DoFn):
                 self._config, member.shard, member.key, member.source_uri, written, "write"
             )
         self._count(outcome)
+        cfg = self._config
         row = report_row(
-            self._config.resolved_run_id(),
-            self._config.mode.value,
-            self._style,
-            self._version,
-            image,
-            outcome,
-            written,
+            cfg.resolved_run_id(), cfg.mode.value, routed.style, version, image, outcome, written
         )
         return member.shard, (REPORT, row)
 
-    def _write(self, image: DecodedImage, outcome: ImageResult) -> str:
+    def _write(self, image: DecodedImage, outcome: ImageResult, provenance: dict[str, str]) -> str:
         member = image.member
-        if outcome.output is None:  # qa mode, unchanged: the original bytes, bit for bit
+        # qa mode, unchanged: the original bytes, bit for bit, with no StyleFix
+        # metadata added; the report row is the provenance of such an image.
+        if outcome.output is None:
             uri = outputs.image_uri(
                 self._config.output, member.shard, member.key, member.ext or ".img"
             )
@@ -220,19 +246,28 @@ class WriteImage(beam.DoFn):
             uri = outputs.image_uri(
                 self._config.output, member.shard, member.key, outputs.FORMAT_EXTENSIONS[fmt]
             )
-            data = encode_image(outcome.output, fmt, text=self._provenance(member, outcome))
+            data = encode_image(outcome.output, fmt, text=provenance)
         outputs.storage.write_bytes_atomic(uri, data)
         return uri
 
-    def _provenance(self, member: ShardMember, outcome: ImageResult) -> dict[str, str]:
+    def _provenance(
+        self, routed: RoutedImage, version: str, outcome: ImageResult
+    ) -> dict[str, str]:
+        """What a written image says about itself; the report row holds the same facts.
+
+        PNG keeps these as text chunks, JPEG and WEBP as one JSON object in
+        EXIF ImageDescription (see imaging.encode_image).
+        """
         action = "styled" if self._config.mode is Mode.STYLE else "corrected"
+        member = routed.image.member
         return {
             "Software": "StyleFix",
             "stylefix:action": action
             + ("+corrected" if outcome.corrected and action == "styled" else ""),
-            "stylefix:style": self._style,
-            "stylefix:model_version": self._version,
+            "stylefix:style": routed.style,
+            "stylefix:model_version": version,
             "stylefix:run_id": self._config.resolved_run_id(),
+            "stylefix:source_shard": member.shard,
             "stylefix:source_key": member.key,
         }
 
@@ -311,14 +346,12 @@ class StyleFix(beam.PTransform):
     def __init__(
         self,
         config: JobConfig,
-        style: str,
-        model_version: str,
+        styles: StyleTable,
         model_handler: ModelHandler | None = None,
     ):
         super().__init__()
         self._config = config
-        self._style = style
-        self._version = model_version
+        self._styles = styles
         self._handler = model_handler or StyleFixModelHandler(config)
 
     def expand(self, specs):
@@ -331,10 +364,11 @@ class StyleFix(beam.PTransform):
         decoded = read.members | "Decode" >> beam.ParDo(Decode(cfg)).with_outputs(
             ERROR, main="images"
         )
-        predictions = decoded.images | "StyleScoreCorrect" >> RunInference(self._handler)
-        written = predictions | "WriteImages" >> beam.ParDo(
-            WriteImage(cfg, self._style, self._version)
+        routed = decoded.images | "Route" >> beam.ParDo(Route(cfg, self._styles)).with_outputs(
+            ERROR, main="images"
         )
+        predictions = routed.images | "StyleScoreCorrect" >> RunInference(self._handler)
+        written = predictions | "WriteImages" >> beam.ParDo(WriteImage(cfg))
         rows = written | "ReportsAndErrors" >> beam.Partition(_report_or_error, 2)
         # Counted as rows finish, before anything groups them: a grouping
         # holds everything back until the end on a batch runner.
@@ -344,6 +378,7 @@ class StyleFix(beam.PTransform):
             for name, stream in (
                 ("ReadErrors", read[ERROR]),
                 ("DecodeErrors", decoded[ERROR]),
+                ("RouteErrors", routed[ERROR]),
                 ("WriteErrors", rows[1]),
                 ("Reports", rows[0]),
             )
@@ -354,7 +389,9 @@ class StyleFix(beam.PTransform):
             | "GroupByStyledHash" >> beam.GroupByKey()
             | "MarkRunCollapse" >> beam.ParDo(MarkRunCollapse(cfg))
         )
-        errors = [counted[name] for name in ("ReadErrors", "DecodeErrors", "WriteErrors")]
+        errors = [
+            counted[name] for name in ("ReadErrors", "DecodeErrors", "RouteErrors", "WriteErrors")
+        ]
         return (
             (read[SEED], *errors, reports)
             | "AllRows" >> beam.Flatten()

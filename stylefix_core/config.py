@@ -56,6 +56,12 @@ class JobConfig:
     input: str
     output: str
     bundle: str = ""  # empty: the default bundle shipped with the package
+    # More styles in the same job: style name -> bundle URL (the default
+    # style is the one --bundle's manifest names), and (key pattern, style)
+    # rules tried in order for images whose metadata names no style.
+    bundles: dict[str, str] = field(default_factory=dict)
+    style_rules: tuple[tuple[str, str], ...] = ()
+    max_models_per_worker: int = 4  # bundles resident per worker process, LRU evicted
     mode: Mode = Mode.STYLE
     output_format: str = "png"
     device: str = "auto"
@@ -86,6 +92,8 @@ class JobConfig:
             raise ValueError("progress_interval_s must not be negative")
         if not 0.0 < self.batch.gpu_memory_share <= 1.0:
             raise ValueError("gpu_memory_share must be in (0, 1]")
+        if self.max_models_per_worker < 1:
+            raise ValueError("max_models_per_worker must be at least 1")
 
     def to_dict(self) -> dict:
         """A JSON-ready view, for the run manifest."""
@@ -105,5 +113,6 @@ class JobConfig:
         for volatile in ("run_id", "resume", "torch_threads", "device", "progress_interval_s"):
             settings.pop(volatile)
         settings.pop("batch")
+        settings.pop("max_models_per_worker")  # memory, not results
         blob = json.dumps(settings, sort_keys=True).encode()
         return "run-" + hashlib.sha256(blob).hexdigest()[:12]

@@ -74,3 +74,16 @@ class DecodedImage:
     member: ShardMember
     pixels: Any  # numpy.ndarray (H, W, 3) uint8; Any keeps this module numpy-free
     input_sha256: str
+
+
+@dataclass(frozen=True)
+class RoutedImage:
+    """A decoded image with the style chosen for it and the URL of that style's bundle.
+
+    The bundle URL travels with the image so the model handler can batch
+    images of several styles and load each style's models only where needed.
+    """
+
+    image: DecodedImage
+    style: str
+    bundle: str  # "" names the bundle shipped with the package

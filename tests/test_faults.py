@@ -94,8 +94,8 @@ class SmallDeviceHandler(StyleFixModelHandler):
         super().__init__(config)
         self._calls_log = calls_log
 
-    def load_model(self) -> Engine:
-        return SmallDeviceEngine(super().load_model(), self._calls_log)
+    def load_engine(self, bundle_url: str) -> Engine:
+        return SmallDeviceEngine(super().load_engine(bundle_url), self._calls_log)
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 8, "max_batch_size": 8}

@@ -142,8 +142,8 @@ def run_info(run: RunTables) -> RunInfo:
         run_id=manifest.get("run_id") or ", ".join(run_ids) or "-",
         output=storage.redact(run.output),
         mode=row.get("mode") or options.get("mode") or "-",
-        style=row.get("style") or bundle.get("style") or "-",
-        model_version=row.get("model_version") or bundle.get("version") or "-",
+        style=_distinct(run.report, "style") or bundle.get("style") or "-",
+        model_version=_distinct(run.report, "model_version") or bundle.get("version") or "-",
         input=storage.redact(str(options.get("input", "-"))),
         runner=str(manifest.get("runner", "-")),
         devices=tuple(
@@ -151,6 +151,11 @@ def run_info(run: RunTables) -> RunInfo:
         ),
         target_false_positive_rate=bundle.get("target_false_positive_rate"),
     )
+
+
+def _distinct(report: pa.Table, column: str) -> str:
+    """Every value of a per-image column, sorted and joined: a job may serve several styles."""
+    return ", ".join(sorted(str(v) for v in report.column(column).unique().to_pylist() if v))
 
 
 def first_errors(errors: pa.Table, limit: int) -> list[dict[str, Any]]:
