@@ -26,7 +26,7 @@ import torch
 from bench import figures, gpu
 from bench.data import write_shards
 from bench.memory import child_environment
-from bench.timing import load_average
+from bench.timing import Samples, load_average
 
 FIGURES = ("throughput", "memory", "workers", "flops")
 
@@ -46,10 +46,10 @@ class Plan:
 
 
 FULL = Plan(
-    images_at_256=64, repeats=3, memory_images=(1000, 10000), memory_size=16, worker_images=64
+    images_at_256=64, repeats=3, memory_images=(1000, 10000), memory_size=32, worker_images=64
 )
 QUICK = Plan(
-    images_at_256=24, repeats=2, memory_images=(200, 2000), memory_size=16, worker_images=32
+    images_at_256=24, repeats=2, memory_images=(200, 2000), memory_size=32, worker_images=32
 )
 
 
@@ -104,7 +104,7 @@ def load_line() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def _samples(s: figures.Samples, unit: str) -> str:
+def _samples(s: Samples, unit: str) -> str:
     spread = " ".join(f"{v:.3g}" for v in s.values)
     return f"{s.median:.3g} {unit} [{spread}]"
 
@@ -129,23 +129,25 @@ def flops_lines(f: figures.Flops) -> list[str]:
     ]
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}%"
+
+
 def gpu_lines(r: gpu.GpuResult) -> list[str]:
-    busy = lambda v: "n/a" if v is None else f"{v:.0f}%"  # noqa: E731
     return [
         f"GPU {r.size} px, {r.images} images: ceiling {_samples(r.ceiling, 'img/s')}, "
         f"Beam job {_samples(r.job, 'img/s')}, ratio {r.job.median / r.ceiling.median:.2f}",
-        f"    utilisation: ceiling {busy(r.ceiling_busy)}, job {busy(r.job_busy)} ({r.method})",
+        f"    utilisation: ceiling {_percent(r.ceiling_busy)}, job {_percent(r.job_busy)} "
+        f"({r.method})",
     ]
 
 
-def run_cpu(args: argparse.Namespace, plan: Plan, repeats: int, workdir: Path) -> list[str]:
-    """Every selected CPU figure; returns the lines of the table, printing as it goes."""
-    lines: list[str] = []
+def emit(*lines: str) -> None:
+    print(*lines, sep="\n", flush=True)
 
-    def emit(*new: str) -> None:
-        lines.extend(new)
-        print(*new, sep="\n", flush=True)
 
+def run_cpu(args: argparse.Namespace, plan: Plan, repeats: int, workdir: Path) -> None:
+    """Every selected CPU figure, printed as soon as it is measured."""
     flags = [f"--torch_threads={args.torch_threads}"] if args.torch_threads else []
     ceilings: dict[int, float] = {}
     for size in args.sizes:
@@ -162,17 +164,13 @@ def run_cpu(args: argparse.Namespace, plan: Plan, repeats: int, workdir: Path) -
     if "memory" in args.figures:
         small, large = plan.memory_images
         emit(comparison_line(figures.memory(small, large, plan.memory_size, workdir)))
-    return lines
 
 
-def run_gpu(args: argparse.Namespace, plan: Plan, repeats: int, workdir: Path) -> list[str]:
-    lines = []
+def run_gpu(args: argparse.Namespace, plan: Plan, repeats: int, workdir: Path) -> None:
+    """GPU mode, with 4x the CPU image counts so that each run is long enough to time."""
     for size in args.sizes:
         source = write_shards(workdir / f"in-{size}", plan.images(size) * 4, size, per_shard=32)
-        new = gpu_lines(gpu.measure(source, repeats, workdir))
-        print(*new, sep="\n", flush=True)
-        lines += new
-    return lines
+        emit(*gpu_lines(gpu.measure(source, repeats, workdir)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
