@@ -71,6 +71,7 @@ class NaiveStyleFix(beam.DoFn):
             "stylefix:style": style,
             "stylefix:model_version": version,
             "stylefix:run_id": self._config.resolved_run_id(),
+            "stylefix:source_shard": member.shard,
             "stylefix:source_key": member.key,
         }
 

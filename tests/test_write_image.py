@@ -13,7 +13,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipelines.transforms import ERROR, REPORT, WriteImage
 from stylefix_core.config import JobConfig
 from stylefix_core.engine import ImageResult
-from stylefix_core.records import DecodedImage, ShardMember
+from stylefix_core.records import DecodedImage, RoutedImage, ShardMember
 from stylefix_core.scoring.scorer import DETECTORS
 
 
@@ -32,12 +32,13 @@ def _prediction(index: int) -> PredictionResult:
         score_after_correction=0.0,
         device="cpu",
     )
-    return PredictionResult(DecodedImage(member, pixels, "0" * 64), result, "v1")
+    routed = RoutedImage(DecodedImage(member, pixels, "0" * 64), "riso", "")
+    return PredictionResult(routed, result, "v1")
 
 
 def _run(output: str, count: int) -> list[tuple]:
     """Drive the DoFn as a runner does; returns (shard, (tag, row)) in emitted order."""
-    stage = WriteImage(JobConfig(input="in", output=output), "riso", "v1")
+    stage = WriteImage(JobConfig(input="in", output=output))
     stage.setup()
     stage.start_bundle()
     emitted = []
