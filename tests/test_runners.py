@@ -26,7 +26,11 @@ from stylefix_core.sample_catalog import build_sample_catalog
 
 pytestmark = pytest.mark.slow
 
-REFERENCE = ("--runner=FnApiRunner",)
+# Float sums depend on the number of torch threads, so byte-identical outputs
+# are promised for the same settings: every run here names one thread (with
+# several local workers the default would otherwise differ, see options.py).
+THREADS = "--torch_threads=1"
+REFERENCE = ("--runner=FnApiRunner", THREADS)
 # DirectRunner hands a pipeline to the Prism runner whenever it can download
 # it, and then ignores the multi-processing flags; naming the engine it
 # otherwise uses keeps this case about worker processes on every machine.
@@ -35,11 +39,13 @@ RUNNERS = {
         "--runner=FnApiRunner",
         "--direct_num_workers=2",
         "--direct_running_mode=multi_processing",
+        THREADS,
     ),
     "portable_loopback": (
         "--runner=PortableRunner",
         "--job_endpoint=embed",
         "--environment_type=LOOPBACK",
+        THREADS,
     ),
 }
 
