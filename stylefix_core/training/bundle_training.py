@@ -1,4 +1,4 @@
-"""Train all four networks, calibrate, and write a complete bundle."""
+"""Train every network of a bundle, calibrate, and write it complete."""
 
 from __future__ import annotations
 
@@ -121,13 +121,6 @@ def train_bundle(
             "device": str(device),
         },
     )
-    networks = {
-        "generator": styled.generator,
-        "discriminator": styled.discriminator,
-        "autoencoder": autoencoder,
-        "embedding": embedding,
-        "corrector": corrector,
-    }
     return save_bundle(out_url, manifest, networks)
 
 
@@ -171,8 +164,9 @@ def retrain_detector(
     cfg: DetectorTrainConfig,
     device: torch.device,
 ) -> Manifest:
-    """Autoencoder and calibration from a catalog owner's reference set of good
-    images (qa mode); the generator, discriminator and corrector are kept."""
+    """Autoencoder, reference embedding and calibration from a catalog owner's
+    reference set of good images (qa mode); the generator, discriminator and
+    corrector are kept."""
     fit, held = _split(reference, 0.33, cfg.seed)
     autoencoder = train_autoencoder(fit, cfg, device)
     embedding = fit_embedding(fit, device, seed=cfg.seed)

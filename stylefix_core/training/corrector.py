@@ -50,11 +50,11 @@ def train_corrector(
     for step in range(checkpoint.restore(stateful, generators), cfg.steps):
         clean = crops.batch(cfg.batch_size)
         damaged = _damage(clean, kinds, generator)
-        loss = F.l1_loss(model(damaged.to(device)), clean.to(device))
+        loss = F.mse_loss(model(damaged.to(device)), clean.to(device))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        progress.update(step, {"l1": float(loss.detach())})
+        progress.update(step, {"mse": float(loss.detach())})
         checkpoint.maybe_save(step, cfg.steps, stateful, generators)
     return model.eval().requires_grad_(False)
 

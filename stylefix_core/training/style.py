@@ -29,7 +29,7 @@ class StyleTrainConfig:
     base_channels: int = 16
     n_residual: int = 3
     weight_style: float = 0.3
-    weight_structure: float = 1.0
+    weight_structure: float = 2.0
     weight_colour: float = 50.0
     weight_adversarial: float = 0.1
 
