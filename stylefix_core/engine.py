@@ -19,7 +19,7 @@ import torch
 
 from stylefix_core.bundle import Bundle
 from stylefix_core.config import BatchConfig, Mode
-from stylefix_core.correction import COLOUR_CANDIDATES, correction_candidates
+from stylefix_core.correction import CANDIDATES, Eligibility, eligibility
 from stylefix_core.device import (
     inference_context,
     measure_bytes_per_pixel,
@@ -28,7 +28,7 @@ from stylefix_core.device import (
     to_pixels,
 )
 from stylefix_core.scoring.run_collapse import average_hash
-from stylefix_core.scoring.scorer import DETECTORS, REASONS, ScoreBatch, Scorer
+from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch, Scorer
 
 log = logging.getLogger(__name__)
 # A correction must lower the score by at least this much (in calibrated z
@@ -85,9 +85,7 @@ class Engine:
             network.to(device)
             if device.type == "cuda":
                 network.to(memory_format=torch.channels_last)
-        self.scorer = Scorer(
-            bundle.autoencoder, bundle.discriminator, bundle.embedding, bundle.manifest.calibration
-        )
+        self.scorer = Scorer.for_bundle(bundle)
         # On CPU one image per network call is both faster (measured 1.1-2x at
         # 128-256 px: the working set stays in cache) and bit-for-bit
         # independent of how Beam happened to batch, which is what makes a
@@ -172,13 +170,17 @@ class Engine:
         flagged = (before.score > before.threshold).nonzero().flatten().tolist()
         if not flagged:
             return best, names, after
-        idx = torch.tensor(flagged, device=y.device)
-        colour_flagged = {i for i in flagged if REASONS["colour"] in before.reasons(i)}
-        candidates = correction_candidates(y[idx], self.bundle.corrector, target[idx])
-        for name, candidate in candidates.items():
+        for name, make in CANDIDATES.items():
+            terms = {i: eligibility(name, before.reasons(i)) for i in flagged}
+            eligible = [i for i in flagged if terms[i] is not Eligibility.NO]
+            if not eligible:
+                continue
+            idx = torch.tensor(eligible, device=y.device)
+            candidate = make(y[idx], self.bundle.corrector, target[idx])
             scores = self.scorer(candidate, target[idx]).score
-            for j, i in enumerate(flagged):
-                if name in COLOUR_CANDIDATES and i not in colour_flagged:
+            for j, i in enumerate(eligible):
+                clears = float(scores[j]) <= before.threshold
+                if terms[i] is Eligibility.IF_IT_CLEARS and not clears:
                     continue
                 if scores[j] < after[i] - MIN_IMPROVEMENT:
                     best[i], after[i], names[i] = candidate[j], scores[j], name

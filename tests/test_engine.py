@@ -9,9 +9,11 @@ import torch
 from stylefix_core import inject
 from stylefix_core.bundle import load_bundle
 from stylefix_core.config import BatchConfig, Mode
+from stylefix_core.correction import Eligibility, eligibility
 from stylefix_core.device import resolve_device, to_batch, to_pixels
 from stylefix_core.engine import Engine, ImageFailure, ImageResult, run_in_halves
 from stylefix_core.errors import DeviceUnavailableError
+from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.synthetic import make_assets
 
 SIZES = [(96, 96), (64, 80), (96, 96), (48, 128), (64, 80)]
@@ -68,6 +70,26 @@ def test_qa_mode_leaves_clean_images_alone_and_flags_broken_ones(bundle, images)
     else:
         assert broken_out.output is None
         assert broken_out.score_after_correction == broken_out.anomaly_score
+
+
+def test_qa_mode_repairs_noise_and_uses_each_classical_fix_only_for_its_fault(bundle, images):
+    styler = Engine(bundle, Mode.STYLE, torch.device("cpu"), BatchConfig())
+    styled = [o.output for o in styler.process(images)]
+    kinds = ["noise", "checkerboard", "blur", "colour_cast", "noise"]
+    damaged = [
+        to_pixels(inject.inject(to_batch([img], torch.device("cpu")), kind, 0.8, seed=i))[0]
+        for i, (img, kind) in enumerate(zip(styled, kinds, strict=True))
+    ]
+    outcomes = Engine(bundle, Mode.QA, torch.device("cpu"), BatchConfig()).process(damaged)
+    for outcome in outcomes:
+        if outcome.corrected:
+            terms = eligibility(outcome.correction, outcome.reasons)
+            assert terms is not Eligibility.NO
+            if terms is Eligibility.IF_IT_CLEARS:
+                assert outcome.score_after_correction <= bundle.manifest.calibration.threshold
+    for i in [i for i, kind in enumerate(kinds) if kind == "noise"]:
+        assert outcomes[i].corrected, "a noisy image should be repaired"
+        assert psnr(outcomes[i].output, styled[i]) > psnr(damaged[i], styled[i]) + 3.0
 
 
 def test_a_failing_image_costs_only_itself():

@@ -54,9 +54,7 @@ def test_opponent_space_round_trips(clean):
 @pytest.fixture(scope="module")
 def styled(clean):
     bundle = load_bundle("")
-    scorer = Scorer(
-        bundle.autoencoder, bundle.discriminator, bundle.embedding, bundle.manifest.calibration
-    )
+    scorer = Scorer.for_bundle(bundle)
     with torch.inference_mode():
         return scorer, bundle.generator(clean)
 

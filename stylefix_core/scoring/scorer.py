@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from stylefix_core import colour
-from stylefix_core.bundle import DETECTOR_NAMES, Calibration
+from stylefix_core.bundle import DETECTOR_NAMES, Bundle, Calibration
 from stylefix_core.scoring import features
 
 DETECTORS = DETECTOR_NAMES
@@ -72,7 +72,7 @@ def normalise(raw: dict[str, torch.Tensor], detectors: dict) -> dict[str, torch.
 
 
 class Scorer:
-    """Scores images with the bundle's autoencoder and discriminator plus statistics."""
+    """Scores images with the bundle's learned detectors plus image statistics."""
 
     def __init__(
         self,
@@ -88,6 +88,15 @@ class Scorer:
         # The calibration names the detectors in use: a bundle has all of them,
         # the classical baseline of the quality benchmark only the statistics.
         self.detectors = tuple(d for d in DETECTORS if d in calibration.detectors)
+
+    @classmethod
+    def for_bundle(cls, bundle: Bundle) -> Scorer:
+        return cls(
+            bundle.autoencoder,
+            bundle.discriminator,
+            bundle.embedding,
+            bundle.manifest.calibration,
+        )
 
     def colour_target(
         self, content: torch.Tensor | None, n: int, device: torch.device

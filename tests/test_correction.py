@@ -1,0 +1,78 @@
+"""Classical corrections undo the fault they are named for, on real photographs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stylefix_core import inject
+from stylefix_core.correction import (
+    ANSWERS,
+    CANDIDATES,
+    MAY_EXPLAIN,
+    Eligibility,
+    denoise,
+    eligibility,
+    remove_checkerboard,
+)
+from stylefix_core.device import to_pixels
+from stylefix_core.evaluation.metrics import psnr
+from stylefix_core.evaluation.photos import grid_patches, load_photos
+from stylefix_core.scoring.scorer import DETECTORS
+from stylefix_core.training.data import to_tensor
+
+
+@pytest.fixture(scope="module")
+def photo_patches() -> list[np.ndarray]:
+    """Eight 64 px patches of a real photograph (scikit-image's coffee)."""
+    patches = grid_patches({"coffee": load_photos()["coffee"]}, 64)
+    return [pixels for _, pixels in patches[8:16]]
+
+
+def _gain(fix, kind: str, patches: list[np.ndarray]) -> float:
+    """Mean PSNR gain in dB of ``fix`` on patches damaged by ``kind`` at severity 0.7."""
+    gains = []
+    for i, clean in enumerate(patches):
+        damaged = inject.inject(to_tensor(clean)[None], kind, 0.7, seed=i)
+        fixed = fix(damaged)
+        before, after = to_pixels(damaged)[0], to_pixels(fixed)[0]
+        gains.append(psnr(after, clean) - psnr(before, clean))
+    return float(np.mean(gains))
+
+
+def test_denoise_restores_noisy_photographs(photo_patches):
+    assert _gain(denoise, "noise", photo_patches) > 5.0
+
+
+def test_checkerboard_filter_restores_up_sampling_artifacts(photo_patches):
+    assert _gain(remove_checkerboard, "checkerboard", photo_patches) > 3.0
+
+
+def test_checkerboard_filter_removes_a_period_two_pattern_exactly():
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    sign = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2 - 1
+    patterned = flat + 0.1 * sign
+    inner = remove_checkerboard(patterned)[..., 1:-1, 1:-1]
+    torch.testing.assert_close(inner, flat[..., 1:-1, 1:-1])
+
+
+def test_denoise_removes_impulses_a_blur_would_only_spread():
+    image = torch.full((1, 3, 16, 16), 0.4)
+    image[..., 8, 8] = 1.0  # one hot pixel
+    assert float(denoise(image)[..., 8, 8].max()) == pytest.approx(0.4, abs=1e-6)
+
+
+def test_every_gated_candidate_names_a_real_detector():
+    for table in (ANSWERS, MAY_EXPLAIN):
+        assert set(table) <= set(CANDIDATES)
+        assert {d for needed in table.values() for d in needed} <= set(DETECTORS)
+
+
+def test_a_fix_is_tried_only_for_the_faults_it_answers():
+    assert eligibility("denoise", ["noise", "blur"]) is Eligibility.YES
+    assert eligibility("denoise", ["blur"]) is Eligibility.NO
+    assert eligibility("colour", ["colour_distortion"]) is Eligibility.YES
+    assert eligibility("colour", ["unlike_reference"]) is Eligibility.IF_IT_CLEARS
+    assert eligibility("colour", ["noise"]) is Eligibility.NO
+    assert eligibility("residual", ["blur"]) is Eligibility.YES
