@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from stylefix_core.config import DEVICES, OUTPUT_FORMATS, BatchConfig, JobConfig, Limits, Mode
 from stylefix_core.styles import parse_pairs
@@ -111,8 +111,8 @@ class StyleFixOptions(PipelineOptions):
             "--torch_threads",
             type=int,
             default=defaults.torch_threads,
-            help="per worker process; 0: torch's default, or a fair share of the cores "
-            "when the local runner starts several workers",
+            help="per worker process; 0: one on Dataflow (one process per vCPU), a fair "
+            "share of the cores when the local runner starts several workers, else torch's default",
         )
         add(
             "--progress_interval_s",
@@ -161,19 +161,35 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
 def torch_threads(options: PipelineOptions, requested: int) -> int:
     """Torch threads per worker process; 0 leaves torch's default (one per core).
 
-    When the local runner runs several workers at once (``--direct_num_workers``
-    in multi-processing or multi-threading mode), each would take torch's
-    default and put ``workers x cores`` threads on ``cores`` cores, where
-    OpenMP threads that wait on each other at every layer run several times
-    slower (measured in docs/benchmarks.md). Each worker gets its share instead.
+    Several worker processes on one machine must not each take one thread per
+    core: torch's OpenMP threads spin at every layer's barrier while they wait
+    for a thread that has lost its core, and measured with one core taken by
+    another process the engine ran at half the speed of a single thread
+    (docs/benchmarks.md, ``python -m bench.omp_wait``). So:
+
+    * Dataflow starts one SDK process per vCPU: one thread each.
+    * The local runner with several workers (``--direct_num_workers`` in
+      multi-processing or multi-threading mode): a fair share of the cores each.
+    * Otherwise torch's default, which is fastest on idle cores.
+
+    An explicit ``--torch_threads`` always wins.
     """
+    if requested > 0:
+        return requested
+    if _runs_on_dataflow(options):
+        return 1
     direct = options.view_as(DirectOptions)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     workers = direct.direct_num_workers or cores  # 0 means one worker per core
-    if requested > 0 or direct.direct_running_mode == "in_memory" or workers <= 1:
+    if direct.direct_running_mode == "in_memory" or workers <= 1:
         return requested
     return max(1, cores // workers)
+
+
+def _runs_on_dataflow(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner
+    return isinstance(runner, str) and runner.lower().removesuffix("runner") == "dataflow"
 
 
 def _style_bundles(text: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Torch threads per worker: a fair share of the cores when the local runner starts several."""
+"""Torch threads per worker: one on Dataflow, a fair share of the cores when the local runner starts several."""
 
 from __future__ import annotations
 
@@ -31,3 +31,9 @@ def test_several_local_workers_share_the_cores():
 def test_an_explicit_thread_count_wins():
     assert _threads("--torch_threads=3", "--direct_running_mode=multi_processing") == 3
     assert _threads("--torch_threads=3") == 3
+
+
+def test_dataflow_workers_take_one_thread_each():
+    assert _threads("--runner=DataflowRunner") == 1
+    assert _threads("--runner=dataflow") == 1
+    assert _threads("--runner=DataflowRunner", "--torch_threads=4") == 4
