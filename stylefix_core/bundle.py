@@ -39,6 +39,7 @@ DETECTOR_NAMES = (
     "texture",
     "blur",
     "noise",
+    "colour_noise",
     "checkerboard",
     "blocking",
     "quantisation",

@@ -69,7 +69,7 @@ def remove_checkerboard(x: torch.Tensor) -> torch.Tensor:
 ANSWERS: dict[str, tuple[str, ...]] = {
     "colour": ("colour",),
     "colour+residual": ("colour",),
-    "denoise": ("noise",),
+    "denoise": ("noise", "colour_noise"),
     "checkerboard": ("checkerboard",),
 }
 # Candidate name -> detectors whose reason it may explain: a colour cast shows

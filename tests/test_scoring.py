@@ -24,6 +24,7 @@ def clean() -> torch.Tensor:
         ("blur", features.blur),
         ("texture_loss", features.texture_loss),
         ("noise", features.noise_level),
+        ("noise", features.colour_noise_level),
         ("checkerboard", features.checkerboard),
         ("collapse", features.collapse),
     ],

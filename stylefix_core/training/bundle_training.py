@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from stylefix_core import __version__, colour
-from stylefix_core.bundle import Bundle, Manifest, ModelEntry, save_bundle
+from stylefix_core.bundle import DETECTOR_NAMES, Bundle, Manifest, ModelEntry, save_bundle
 from stylefix_core.io import storage
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
@@ -23,6 +23,10 @@ from stylefix_core.training.detector import (
 from stylefix_core.training.style import StyleTrainConfig, train_style
 
 log = logging.getLogger(__name__)
+
+# Part of every bundle version: the same data and settings calibrated for a
+# different set of detectors is a different bundle.
+CALIBRATED = repr(DETECTOR_NAMES)
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def train_bundle(
         cfg.detector.target_false_positive_rate,
         device,
     )
-    data_fingerprint = fingerprint(content + style, extra=repr(asdict(cfg)))
+    data_fingerprint = fingerprint(content + style, extra=repr(asdict(cfg)) + CALIBRATED)
     networks = {
         "generator": styled.generator,
         "discriminator": styled.discriminator,
@@ -134,7 +138,9 @@ def _save_updated(
     bundle: Bundle, out_url: str, networks: dict, calibration, data: list[torch.Tensor], note: dict
 ) -> Manifest:
     old = bundle.manifest
-    data_fingerprint = fingerprint(data, extra=old.training_data_fingerprint + repr(note))
+    data_fingerprint = fingerprint(
+        data, extra=old.training_data_fingerprint + repr(note) + CALIBRATED
+    )
     manifest = Manifest(
         **{
             **old.__dict__,
