@@ -9,7 +9,7 @@ the completion marker.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import apache_beam as beam
@@ -284,27 +284,28 @@ def _report_or_error(element: tuple[str, tuple[str, dict]], partitions: int) -> 
     return 0 if element[1][0] == REPORT else 1
 
 
-def _by_styled_hash(
-    element: tuple[str, tuple[str, dict]],
-) -> Iterator[tuple[str, tuple[str, dict]]]:
-    shard, (_, row) = element
-    yield row["styled_hash"], (shard, row)
+def _hash_and_source(element: tuple[str, tuple[str, dict]], source: str) -> tuple[str, str]:
+    row = element[1][1]
+    return row["styled_hash"], row[source]
 
 
 class MarkRunCollapse(beam.DoFn):
-    """(styled hash, [(shard, row)]) -> (shard, report row), collapse flagged."""
+    """(shard, (REPORT, row)) -> the same, flagged where its styled hash is a collapse.
 
-    def __init__(self, config: JobConfig):
-        self._source = "input_hash" if config.mode is Mode.STYLE else "key"
+    ``collapsed`` is a side input of the styled hashes shared by enough
+    different sources; only (hash, source) pairs were grouped to find them,
+    so the report rows themselves stream through.
+    """
+
+    def __init__(self) -> None:
         self._collapsed = Metrics.counter(NAMESPACE, "images_run_collapse")
 
-    def process(self, element: tuple[str, Iterable[tuple[str, dict]]]) -> Iterator[tuple]:
-        members = list(element[1])
-        marked = run_collapse.mark_collapse([row for _, row in members], self._source)
-        for (shard, _), row in zip(members, marked, strict=True):
-            if row["run_collapse"]:
-                self._collapsed.inc()
-            yield shard, (REPORT, row)
+    def process(self, element: tuple, collapsed: Mapping[str, int]) -> Iterator[tuple]:
+        shard, (tag, row) = element
+        if row["styled_hash"] in collapsed:
+            self._collapsed.inc()
+            row = run_collapse.mark(row)
+        yield shard, (tag, row)
 
 
 class WriteShardParts(beam.DoFn):
@@ -383,11 +384,16 @@ class StyleFix(beam.PTransform):
                 ("Reports", rows[0]),
             )
         }
-        reports = (
+        source = "input_hash" if cfg.mode is Mode.STYLE else "key"
+        collapsed = (
             counted["Reports"]
-            | "ByStyledHash" >> beam.FlatMap(_by_styled_hash)
-            | "GroupByStyledHash" >> beam.GroupByKey()
-            | "MarkRunCollapse" >> beam.ParDo(MarkRunCollapse(cfg))
+            | "HashAndSource" >> beam.Map(_hash_and_source, source)
+            | "DistinctSources" >> beam.Distinct()
+            | "SourcesPerHash" >> beam.combiners.Count.PerKey()
+            | "CollapsedHashes" >> beam.Filter(lambda pair: run_collapse.is_collapse(pair[1]))
+        )
+        reports = counted["Reports"] | "MarkRunCollapse" >> beam.ParDo(
+            MarkRunCollapse(), collapsed=beam.pvalue.AsDict(collapsed)
         )
         errors = [
             counted[name] for name in ("ReadErrors", "DecodeErrors", "RouteErrors", "WriteErrors")

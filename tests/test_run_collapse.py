@@ -10,8 +10,9 @@ import torch
 
 from pipelines.main import run
 from stylefix_core.bundle import load_bundle, save_bundle
+from stylefix_core.evaluation.dataset import write_tar
 from stylefix_core.sample_catalog import build_sample_catalog
-from stylefix_core.scoring.run_collapse import REASON, average_hash, mark_collapse
+from stylefix_core.scoring.run_collapse import REASON, average_hash, is_collapse, mark
 from stylefix_core.synthetic import make_assets
 
 
@@ -35,13 +36,16 @@ def _row(key: str, source: str) -> dict:
     }
 
 
-def test_a_group_is_flagged_only_with_enough_different_sources():
-    duplicates = [_row(f"k{i}", "same-input") for i in range(6)]
-    assert not any(r["run_collapse"] for r in mark_collapse(duplicates, "input_hash"))
-    collapsed = mark_collapse([_row(f"k{i}", f"in{i}") for i in range(4)], "input_hash")
-    assert all(
-        r["run_collapse"] and r["is_anomaly"] and r["reasons"] == [REASON] for r in collapsed
-    )
+def _report(out) -> list[dict]:
+    tables = [pq.read_table(p) for p in (out / "report").glob("*.parquet")]
+    return pa.concat_tables(tables).to_pylist()
+
+
+def test_a_hash_is_a_collapse_only_with_enough_different_sources():
+    assert not is_collapse(1) and not is_collapse(3) and is_collapse(4)
+    marked = mark(_row("k0", "in0"))
+    assert marked["run_collapse"] and marked["is_anomaly"] and marked["reasons"] == [REASON]
+    assert mark(marked)["reasons"] == [REASON]  # marking twice adds the reason once
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +73,7 @@ def test_a_collapsed_generator_is_flagged_across_the_run(tmp_path, collapsed_bun
             "--runner=FnApiRunner",
         ]
     )
-    report = pa.concat_tables(
-        [pq.read_table(p) for p in (out / "report").glob("*.parquet")]
-    ).to_pylist()
+    report = _report(out)
     assert len(report) == len(truth.entries) - 1
     assert all(r["run_collapse"] and REASON in r["reasons"] and r["is_anomaly"] for r in report)
 
@@ -82,8 +84,26 @@ def test_a_healthy_run_has_no_collapse(tmp_path):
     build_sample_catalog(catalog)
     out = tmp_path / "out"
     run([f"--input={catalog}", f"--output={out}", "--runner=FnApiRunner"])
-    report = pa.concat_tables(
-        [pq.read_table(p) for p in (out / "report").glob("*.parquet")]
-    ).to_pylist()
+    report = _report(out)
     assert not any(r["run_collapse"] for r in report)
     assert len({r["styled_hash"] for r in report}) > len(report) // 2
+
+
+@pytest.mark.slow
+def test_one_input_repeated_under_many_keys_is_not_a_collapse(tmp_path, collapsed_bundle):
+    """Style mode counts sources by input hash: the same picture styled alike is expected."""
+    (image,) = make_assets(seed=5, n=1, sizes=[(64, 64)])
+    (tmp_path / "shards").mkdir()
+    write_tar(tmp_path / "shards" / "same.tar", [(f"copy-{i}", image) for i in range(6)])
+    out = tmp_path / "out"
+    run(
+        [
+            f"--input={tmp_path / 'shards'}",
+            f"--output={out}",
+            f"--bundle={collapsed_bundle}",
+            "--runner=FnApiRunner",
+        ]
+    )
+    report = _report(out)
+    assert len(report) == 6 and len({r["styled_hash"] for r in report}) == 1
+    assert not any(r["run_collapse"] for r in report)

@@ -3,17 +3,16 @@
 No single-image score can see a generator that maps every input to nearly the
 same output; it shows only when outputs are compared across the job. Each
 report row carries a perceptual hash of its styled image (before any
-per-image correction, which would hide the collapse); rows are grouped by that
-hash, and a group holding at least ``min_sources`` different sources is a
-collapse. A source is the input's own perceptual hash in style mode (so
+per-image correction, which would hide the collapse); a hash shared by at
+least ``MIN_SOURCES`` different sources is a collapse, and every row with that
+hash is marked. Only (hash, source) pairs need to meet for the count, so a
+job never has to hold its report rows together to find a collapse. A source is the input's own perceptual hash in style mode (so
 duplicate inputs styled alike are not a collapse) and the key in qa mode
 (there the inputs *are* generated images, and different catalog entries that
 are one picture mean the generator upstream collapsed).
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image
@@ -34,18 +33,14 @@ def average_hash(pixels: np.ndarray, size: int = 8) -> str:
     return f"{int(''.join('1' if b else '0' for b in bits), 2):0{size * size // 4}x}"
 
 
-def mark_collapse(
-    rows: Iterable[dict], source_field: str, min_sources: int = MIN_SOURCES
-) -> list[dict]:
-    """Rows sharing one styled hash; flags all of them when their sources differ enough."""
-    rows = list(rows)
-    sources = {row[source_field] for row in rows}
-    if len(sources) < min_sources:
-        return rows
-    marked = []
-    for row in rows:
-        reasons = list(row["reasons"])
-        if REASON not in reasons:
-            reasons.append(REASON)
-        marked.append({**row, "reasons": reasons, "is_anomaly": True, "run_collapse": True})
-    return marked
+def is_collapse(distinct_sources: int, min_sources: int = MIN_SOURCES) -> bool:
+    """Whether a styled hash shared by this many different sources is a collapse."""
+    return distinct_sources >= min_sources
+
+
+def mark(row: dict) -> dict:
+    """The report row, flagged as part of a collapse."""
+    reasons = list(row["reasons"])
+    if REASON not in reasons:
+        reasons.append(REASON)
+    return {**row, "reasons": reasons, "is_anomaly": True, "run_collapse": True}
