@@ -23,9 +23,8 @@ from pipelines.main import run
 from stylefix_core import inject
 from stylefix_core.bundle import Calibration, load_bundle
 from stylefix_core.config import Limits
-from stylefix_core.correction import CANDIDATES, Eligibility, eligibility
+from stylefix_core.correction import choose_corrections
 from stylefix_core.device import to_batch, to_pixels
-from stylefix_core.engine import MIN_IMPROVEMENT
 from stylefix_core.evaluation.dataset import (
     EvalConfig,
     EvalSet,
@@ -137,18 +136,9 @@ def run_baseline(eval_set: EvalSet, calibration: Calibration) -> dict[str, Outco
             x = to_batch([item.image], CPU)
             target = scorer.colour_target(None, 1, CPU)
             before = scorer(x, target)
-            best, best_score = item.image, float(before.score[0])
-            flagged = best_score > calibration.threshold
-            for name in CLASSICAL if flagged else ():
-                terms = eligibility(name, before.reasons(0))
-                if terms is Eligibility.NO:
-                    continue
-                fixed = CANDIDATES[name](x, torch.nn.Identity(), target)
-                score = float(scorer(fixed, target).score[0])
-                if terms is Eligibility.IF_IT_CLEARS and score > calibration.threshold:
-                    continue
-                if score < best_score - MIN_IMPROVEMENT:
-                    best, best_score = to_pixels(fixed)[0], score
+            fixed, names, _ = choose_corrections(x, target, before, scorer, unused, CLASSICAL)
+            flagged = bool(before.score[0] > calibration.threshold)
+            best = to_pixels(fixed)[0] if names[0] else item.image
             outcomes[item.key] = Outcome(float(before.score[0]), flagged, best)
     return outcomes
 

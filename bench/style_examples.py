@@ -37,12 +37,9 @@ from stylefix_core.bundle import load_bundle
 from stylefix_core.synthetic import make_assets
 from stylefix_core.training.data import to_tensor
 from stylefix_core.training.losses import sliced_wasserstein
-from stylefix_core.training.style_images import make_riso_image
+from stylefix_core.training.style_images import PALETTE, make_riso_image
 
-# The riso palette of stylefix_core.training.style_images, in [0, 1] RGB.
-INKS = torch.tensor(
-    [[0.13, 0.16, 0.33], [0.10, 0.50, 0.52], [0.93, 0.42, 0.36], [0.96, 0.92, 0.82]]
-)
+INKS = torch.tensor(PALETTE, dtype=torch.float32)  # the riso inks and paper, [0, 1] RGB
 CONTENT_SIZES = [(128, 128), (96, 128)]
 
 

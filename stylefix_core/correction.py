@@ -16,8 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from stylefix_core import colour
-from stylefix_core.inject import gaussian_blur
-from stylefix_core.scoring.scorer import REASONS
+from stylefix_core.inject import gaussian_blur, separable_filter
+from stylefix_core.scoring.scorer import REASONS, ScoreBatch, Scorer
+
+# A correction must lower the score by at least this much (in calibrated z
+# units) to be kept: a near-identity output that shaves off a rounding error
+# is not a correction.
+MIN_IMPROVEMENT = 0.1
 
 
 def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor:
@@ -55,12 +60,7 @@ def denoise(x: torch.Tensor) -> torch.Tensor:
 def remove_checkerboard(x: torch.Tensor) -> torch.Tensor:
     """The separable [1, 2, 1] / 4 filter, whose response is exactly zero at the
     period-2 frequency of a stride-2 up-sampling artifact and mild below it."""
-    kernel = torch.tensor([0.25, 0.5, 0.25], dtype=x.dtype, device=x.device)
-    channels = x.shape[1]
-    across = kernel.view(1, 1, 1, 3).repeat(channels, 1, 1, 1)
-    down = kernel.view(1, 1, 3, 1).repeat(channels, 1, 1, 1)
-    x = F.conv2d(F.pad(x, (1, 1, 0, 0), mode="replicate"), across, groups=channels)
-    return F.conv2d(F.pad(x, (0, 0, 1, 1), mode="replicate"), down, groups=channels)
+    return separable_filter(x, torch.tensor([0.25, 0.5, 0.25], dtype=x.dtype, device=x.device))
 
 
 # Candidate name -> the detectors whose reason it answers directly: it is tried
@@ -113,3 +113,38 @@ CANDIDATES: dict[str, Candidate] = {
     "checkerboard": lambda x, corrector, target: remove_checkerboard(x.float()),
 }
 """The alternatives tried on flagged images, each ``(images, corrector, colour targets) -> images``."""
+
+
+def choose_corrections(
+    y: torch.Tensor,
+    target: torch.Tensor,
+    before: ScoreBatch,
+    scorer: Scorer,
+    corrector: torch.nn.Module,
+    candidates: Sequence[str] = tuple(CANDIDATES),
+) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    """Try each eligible candidate on the flagged images of ``y``.
+
+    Returns the images (corrected where a candidate was kept), the kept
+    candidate's name per image ("" for none) and the scores after. A candidate
+    is kept only if it lowers the score by ``MIN_IMPROVEMENT`` below the best so
+    far; an ``IF_IT_CLEARS`` candidate also only if it leaves the image unflagged.
+    """
+    best, after = y.clone(), before.score.clone()
+    names = [""] * y.shape[0]
+    flagged = (before.score > before.threshold).nonzero().flatten().tolist()
+    reasons = {i: before.reasons(i) for i in flagged}
+    for name in candidates:
+        terms = {i: eligibility(name, reasons[i]) for i in flagged}
+        eligible = [i for i in flagged if terms[i] is not Eligibility.NO]
+        if not eligible:
+            continue
+        idx = torch.tensor(eligible, device=y.device)
+        candidate = CANDIDATES[name](y[idx], corrector, target[idx])
+        scores = scorer(candidate, target[idx]).score
+        for j, i in enumerate(eligible):
+            if terms[i] is Eligibility.IF_IT_CLEARS and float(scores[j]) > before.threshold:
+                continue
+            if scores[j] < after[i] - MIN_IMPROVEMENT:
+                best[i], after[i], names[i] = candidate[j], scores[j], name
+    return best, names, after

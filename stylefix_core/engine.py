@@ -19,7 +19,7 @@ import torch
 
 from stylefix_core.bundle import Bundle
 from stylefix_core.config import BatchConfig, Mode
-from stylefix_core.correction import CANDIDATES, Eligibility, eligibility
+from stylefix_core.correction import choose_corrections
 from stylefix_core.device import (
     inference_context,
     measure_bytes_per_pixel,
@@ -31,11 +31,6 @@ from stylefix_core.scoring.run_collapse import average_hash
 from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch, Scorer
 
 log = logging.getLogger(__name__)
-# A correction must lower the score by at least this much (in calibrated z
-# units) to be kept: a near-identity output that shaves off a rounding error
-# is not a correction.
-MIN_IMPROVEMENT = 0.1
-
 PROBE_SIDE = 256  # side of the image whose memory use sizes GPU batches
 
 
@@ -157,34 +152,11 @@ class Engine:
             y = self.bundle.generator(x).float() if self.mode is Mode.STYLE else x
             target = self.scorer.colour_target(content, len(images), self.device)
             before = self.scorer(y, target)
-            best, names, after = self._correct(y, target, before)
+            best, names, after = choose_corrections(
+                y, target, before, self.scorer, self.bundle.corrector
+            )
             hashes = [average_hash(p) for p in to_pixels(y)]
         return self._results(best, names, before, after, hashes, keep_input=self.mode is Mode.QA)
-
-    def _correct(
-        self, y: torch.Tensor, target: torch.Tensor, before: ScoreBatch
-    ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-        """Try each correction on flagged images; keep one only if it scores lower."""
-        best, after = y.clone(), before.score.clone()
-        names = [""] * y.shape[0]
-        flagged = (before.score > before.threshold).nonzero().flatten().tolist()
-        if not flagged:
-            return best, names, after
-        for name, make in CANDIDATES.items():
-            terms = {i: eligibility(name, before.reasons(i)) for i in flagged}
-            eligible = [i for i in flagged if terms[i] is not Eligibility.NO]
-            if not eligible:
-                continue
-            idx = torch.tensor(eligible, device=y.device)
-            candidate = make(y[idx], self.bundle.corrector, target[idx])
-            scores = self.scorer(candidate, target[idx]).score
-            for j, i in enumerate(eligible):
-                clears = float(scores[j]) <= before.threshold
-                if terms[i] is Eligibility.IF_IT_CLEARS and not clears:
-                    continue
-                if scores[j] < after[i] - MIN_IMPROVEMENT:
-                    best[i], after[i], names[i] = candidate[j], scores[j], name
-        return best, names, after
 
     def _results(
         self,

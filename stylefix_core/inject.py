@@ -126,7 +126,11 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of an NCHW batch with replicate padding (edge-safe)."""
     if sigma <= 0.0:
         return x.clone()
-    kernel = _gaussian_kernel(sigma, x)
+    return separable_filter(x, _gaussian_kernel(sigma, x))
+
+
+def separable_filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``kernel`` (odd length) along rows then columns of every channel, replicate-padded."""
     radius = kernel.numel() // 2
     channels = x.shape[1]
     out = F.pad(x, (radius, radius, 0, 0), mode="replicate")

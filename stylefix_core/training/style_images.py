@@ -12,7 +12,7 @@ import numpy as np
 
 from stylefix_core.synthetic import make_asset
 
-_PALETTE = np.array(
+PALETTE = np.array(
     [[0.13, 0.16, 0.33], [0.10, 0.50, 0.52], [0.93, 0.42, 0.36], [0.96, 0.92, 0.82]],
     dtype=np.float32,
 )
@@ -27,7 +27,7 @@ def make_riso_image(seed: int, size: int = 192) -> np.ndarray:
     dots = (np.sin(xx * 0.9) * np.sin(yy * 0.9) + 1.0) * 0.5  # halftone screen, period ~7 px
     shaded = np.clip(lum + (dots - 0.5) * 0.35, 0.0, 1.0)
     levels = np.minimum((shaded * 4).astype(np.int64), 3)
-    out = _PALETTE[levels]
+    out = PALETTE[levels]
     grain = rng.normal(0.0, 0.025, size=(size, size, 1)).astype(np.float32)
     return (np.clip(out + grain, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
