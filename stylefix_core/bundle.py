@@ -45,6 +45,13 @@ DETECTOR_NAMES = (
     "quantisation",
     "collapse",
 )
+# The definitions of the image statistics in scoring.features that a
+# calibration was fitted to. Raise it whenever one of them changes: a bundle
+# calibrated for another revision would turn the new values into wrong z-scores
+# without any error, so scoring with it fails and says how to recalibrate
+# (loading still works, so `stylefix train detector` can start from it).
+# Revision 2: ``blocking`` counts lone steps on the 8x8 grid.
+STATISTICS_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class Calibration:
     reference_stats: list[float]
     reference_spread: list[float]
     style_shift: list[float]
+    statistics_revision: int = STATISTICS_REVISION
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,8 @@ def _parse_calibration(data: dict) -> Calibration:
             _require(data, "measured_false_positive_rate", (int, float), "calibration")
         ),
         **{k: [float(v) for v in vec] for k, vec in vectors.items()},
+        # Bundles from before the field existed were calibrated for revision 1.
+        statistics_revision=int(data.get("statistics_revision", 1)),
     )
 
 

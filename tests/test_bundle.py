@@ -97,3 +97,17 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(default_bundle, tm
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="do not fit"):
         load_bundle(str(folder))
+
+
+def test_a_bundle_calibrated_for_older_statistics_loads_but_will_not_score(default_bundle):
+    """Scores from a calibration fitted to other statistic definitions would be
+    wrong without any error; the bundle must still load so it can be recalibrated."""
+    from stylefix_core.scoring.scorer import Scorer
+
+    data = json.loads(default_bundle.manifest.to_json())
+    del data["calibration"]["statistics_revision"]  # as written before the field existed
+    stale = parse_manifest(json.dumps(data))
+    assert stale.calibration.statistics_revision == 1
+    with pytest.raises(BundleError, match="recalibrate"):
+        Scorer(None, None, None, stale.calibration)
+    Scorer.for_bundle(default_bundle)  # the shipped bundle matches

@@ -9,7 +9,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from stylefix_core import __version__, colour
-from stylefix_core.bundle import DETECTOR_NAMES, Bundle, Manifest, ModelEntry, save_bundle
+from stylefix_core.bundle import (
+    DETECTOR_NAMES,
+    STATISTICS_REVISION,
+    Bundle,
+    Manifest,
+    ModelEntry,
+    save_bundle,
+)
 from stylefix_core.io import storage
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
@@ -25,8 +32,8 @@ from stylefix_core.training.style import StyleTrainConfig, train_style
 log = logging.getLogger(__name__)
 
 # Part of every bundle version: the same data and settings calibrated for a
-# different set of detectors is a different bundle.
-CALIBRATED = repr(DETECTOR_NAMES)
+# different set of detectors, or other definitions of them, is a different bundle.
+CALIBRATED = repr(DETECTOR_NAMES) + f"r{STATISTICS_REVISION}"
 
 
 @dataclass(frozen=True)
