@@ -15,6 +15,7 @@ from stylefix_core.correction import (
     denoise,
     eligibility,
     remove_checkerboard,
+    worth_keeping,
 )
 from stylefix_core.device import to_pixels
 from stylefix_core.evaluation.metrics import psnr
@@ -76,3 +77,20 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
     assert eligibility("colour", ["unlike_reference"]) is Eligibility.IF_IT_CLEARS
     assert eligibility("colour", ["noise"]) is Eligibility.NO
     assert eligibility("residual", ["blur"]) is Eligibility.YES
+
+
+@pytest.mark.parametrize(
+    "score, best, terms, kept",
+    [
+        (2.0, 6.0, Eligibility.YES, True),  # clears the flag
+        (2.0, 6.0, Eligibility.IF_IT_CLEARS, True),
+        (4.5, 6.0, Eligibility.YES, True),  # still flagged, but well down
+        (4.5, 6.0, Eligibility.IF_IT_CLEARS, False),  # still flagged
+        (5.7, 6.0, Eligibility.YES, False),  # still flagged, a token drop
+        (3.0, 3.05, Eligibility.YES, False),  # no better than the best so far
+    ],
+)
+def test_a_correction_is_kept_only_if_it_clears_the_flag_or_moves_the_score(
+    score, best, terms, kept
+):
+    assert worth_keeping(score, start=6.0, best=best, threshold=3.2, terms=terms) is kept
