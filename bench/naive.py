@@ -50,7 +50,8 @@ class NaiveStyleFix(beam.DoFn):
         manifest = self._engine.bundle.manifest
         uri = outputs.image_uri(cfg.output, member.shard, member.key, ".png")
         text = self._text(member, outcome, manifest.style, manifest.version)
-        storage.write_bytes_atomic(uri, encode_image(outcome.output, "png", text))
+        # PIL's default zlib level, what a plain ``Image.save(..., "PNG")`` gives.
+        storage.write_bytes_atomic(uri, encode_image(outcome.output, "png", text, png_level=6))
         row = report_row(
             cfg.resolved_run_id(),
             cfg.mode.value,

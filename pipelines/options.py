@@ -65,6 +65,13 @@ class StyleFixOptions(PipelineOptions):
         )
         add("--output_format", default=defaults.output_format, choices=OUTPUT_FORMATS)
         add(
+            "--png_compress_level",
+            type=int,
+            default=defaults.png_compress_level,
+            choices=range(10),
+            help="zlib level of PNG outputs: 1 is fastest, 9 smallest (pixels are the same)",
+        )
+        add(
             "--device",
             default=defaults.device,
             choices=DEVICES,
@@ -137,6 +144,7 @@ def to_job_config(options: PipelineOptions) -> JobConfig:
         max_models_per_worker=opts.max_models_per_worker,
         mode=Mode(opts.mode),
         output_format=opts.output_format,
+        png_compress_level=opts.png_compress_level,
         device=opts.device,
         run_id=opts.run_id,
         resume=opts.resume,

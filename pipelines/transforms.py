@@ -246,7 +246,9 @@ class WriteImage(beam.DoFn):
             uri = outputs.image_uri(
                 self._config.output, member.shard, member.key, outputs.FORMAT_EXTENSIONS[fmt]
             )
-            data = encode_image(outcome.output, fmt, text=provenance)
+            data = encode_image(
+                outcome.output, fmt, text=provenance, png_level=self._config.png_compress_level
+            )
         outputs.storage.write_bytes_atomic(uri, data)
         return uri
 

@@ -11,6 +11,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+# zlib level of written PNGs. Measured on 256 and 512 px photographs and styled
+# outputs: level 4 takes about half the time of zlib's usual 6 (8 vs 15 ms at
+# 256 px, 33 vs 62 ms at 512 px) for files within 1 % of the size; level 1 is
+# faster again (5.5 ms) but files grow by 14 %.
+PNG_LEVEL = 4
+
 
 class Mode(str, Enum):
     """What the job does to each image."""
@@ -64,6 +70,7 @@ class JobConfig:
     max_models_per_worker: int = 4  # bundles resident per worker process, LRU evicted
     mode: Mode = Mode.STYLE
     output_format: str = "png"
+    png_compress_level: int = PNG_LEVEL  # zlib level, 0-9: time against size
     device: str = "auto"
     run_id: str = ""  # empty: derived from the other settings (see resolved_run_id)
     resume: bool = False
@@ -80,6 +87,8 @@ class JobConfig:
             raise ValueError(
                 f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}"
             )
+        if not 0 <= self.png_compress_level <= 9:
+            raise ValueError(f"png_compress_level must be in 0..9, got {self.png_compress_level}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not self.input or not self.output:

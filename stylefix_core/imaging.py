@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 from PIL.ExifTags import Base as ExifBase
 
-from stylefix_core.config import Limits
+from stylefix_core.config import PNG_LEVEL, Limits
 from stylefix_core.errors import DecodeError, InputLimitError
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,6 @@ _MAGIC = (
     (b"MM\x00*", ".tif"),
     (b"BM", ".bmp"),
 )
-_PNG_LEVEL = 6
 _JPEG_QUALITY = 95
 _WEBP_QUALITY = 90
 
@@ -121,15 +120,23 @@ def decode_image(data: bytes, limits: Limits) -> np.ndarray:
         image.close()
 
 
-def encode_image(pixels: np.ndarray, fmt: str, text: dict[str, str] | None = None) -> bytes:
+def encode_image(
+    pixels: np.ndarray,
+    fmt: str,
+    text: dict[str, str] | None = None,
+    png_level: int = PNG_LEVEL,
+) -> bytes:
     """Encode an ``(H, W, 3)`` uint8 RGB array as PNG, JPEG or WEBP bytes.
 
     The same pixels and text always give the same bytes (fixed compression
     settings, no timestamps), which keeps re-runs byte-identical. ``text`` is
     stored as PNG text chunks (one per key); for JPEG and WEBP it is stored as
     one JSON object in the EXIF ``ImageDescription`` tag. See
-    :func:`read_image_text` for the way back.
+    :func:`read_image_text` for the way back. ``png_level`` (0-9) trades
+    encoding time for size; decoded pixels are the same at every level.
     """
+    if not 0 <= png_level <= 9:
+        raise ValueError(f"png_level must be in 0..9, got {png_level}")
     image = Image.fromarray(_checked_pixels(pixels))
     name = _normalise_format(fmt)
     buffer = io.BytesIO()
@@ -137,7 +144,7 @@ def encode_image(pixels: np.ndarray, fmt: str, text: dict[str, str] | None = Non
         image.save(
             buffer,
             "PNG",
-            compress_level=_PNG_LEVEL,
+            compress_level=png_level,
             optimize=False,
             pnginfo=_png_text(text),
         )

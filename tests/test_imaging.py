@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from stylefix_core.config import Limits
+from stylefix_core.config import JobConfig, Limits
 from stylefix_core.errors import DecodeError, InputLimitError
 from stylefix_core.imaging import (
     decode_image,
@@ -62,6 +62,19 @@ def test_png_round_trip_is_exact(rng):
     assert decoded.dtype == np.uint8 and decoded.shape == pixels.shape
     assert decoded.flags.c_contiguous and decoded.flags.writeable
     np.testing.assert_array_equal(decoded, pixels)
+
+
+def test_png_level_trades_size_for_time_and_never_pixels():
+    yy, xx = np.mgrid[0:96, 0:96]
+    smooth = np.stack([xx * 2, yy * 2, (xx + yy)], axis=2).astype(np.uint8)
+    fast, small = encode_image(smooth, "png", png_level=1), encode_image(smooth, "png", png_level=9)
+    assert len(small) < len(fast)
+    for data in (fast, small):
+        np.testing.assert_array_equal(decode_image(data, LIMITS), smooth)
+    with pytest.raises(ValueError, match="png_level"):
+        encode_image(smooth, "png", png_level=10)
+    with pytest.raises(ValueError, match="png_compress_level"):
+        JobConfig(input="in", output="out", png_compress_level=-1)
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "jpg", "webp"])

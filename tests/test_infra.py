@@ -141,7 +141,7 @@ def test_template_regexes_admit_exactly_the_option_choices():
         if not choices:
             continue
         (pattern,) = parameter["regexes"]
-        assert all(re.fullmatch(pattern, choice) for choice in choices), name
+        assert all(re.fullmatch(pattern, str(choice)) for choice in choices), name
         assert not re.fullmatch(pattern, "not-a-choice"), name
 
 
