@@ -50,8 +50,9 @@ DETECTOR_NAMES = (
 # calibrated for another revision would turn the new values into wrong z-scores
 # without any error, so scoring with it fails and says how to recalibrate
 # (loading still works, so `stylefix train detector` can start from it).
-# Revision 2: ``blocking`` counts lone steps on the 8x8 grid.
-STATISTICS_REVISION = 2
+# Revision 2: ``blocking`` counts lone steps on the 8x8 grid; revision 3: only
+# steps of four 8-bit levels or more count (high-quality JPEG is no anomaly).
+STATISTICS_REVISION = 3
 
 
 @dataclass(frozen=True)

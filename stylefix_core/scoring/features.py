@@ -145,7 +145,7 @@ def blocking(x: torch.Tensor, block: int = 8) -> torch.Tensor:
     boundary; natural images have no preferred grid. Counting lone steps
     instead of averaging step sizes keeps texture (large steps everywhere)
     and noise (lone steps everywhere) from hiding mild blocking: on the quality
-    benchmark's photographs this found 95 % of the JPEG patches at the clean
+    benchmark's photographs this found 93 % of the JPEG patches at the clean
     patches' 99th percentile, where the mean step ratio found 40 %.
     """
     y = luma(x.float())[:, 0]
@@ -159,7 +159,12 @@ def _grid_standout(steps: torch.Tensor, block: int) -> torch.Tensor:
 
     ``steps`` is (N, H, W-1) absolute differences along the last axis; step
     ``i`` lies between pixels ``i`` and ``i + 1``. A step is lone when it is
-    over twice both neighbouring steps and at least one 8-bit level above them.
+    over twice both neighbouring steps and at least four 8-bit levels above
+    them: visible blocking. With a floor of one level the statistic also
+    found the rounding of quality-95 JPEG on flat graphics (89 % of styled
+    generated assets above the PNG ones' 99th percentile; 7 % with four),
+    which is not an anomaly, while finding 93 % instead of 95 % of the
+    quality benchmark's JPEG patches.
     """
     positions = torch.arange(1, max(1, steps.shape[-1] - 1), device=steps.device)
     on_grid = (positions + 1) % block == 0
@@ -168,7 +173,7 @@ def _grid_standout(steps: torch.Tensor, block: int) -> torch.Tensor:
 
     def lone_share(at: torch.Tensor) -> torch.Tensor:
         beside = torch.maximum(steps[..., at - 1], steps[..., at + 1])
-        return (steps[..., at] > 2.0 * beside + 1.0 / 255.0).float().mean(dim=(1, 2))
+        return (steps[..., at] > 2.0 * beside + 4.0 / 255.0).float().mean(dim=(1, 2))
 
     share_on, share_off = lone_share(positions[on_grid]), lone_share(positions[~on_grid])
     return torch.log((share_on + 0.01) / (share_off + 0.01))
