@@ -24,7 +24,7 @@ from pipelines.options import to_job_config
 from pipelines.progress import run_and_watch
 from pipelines.run_manifest import RunPlan, RunSummary, WriteRunManifest, summarise
 from pipelines.transforms import NAMESPACE, StyleFix
-from stylefix_core.bundle import Manifest, load_bundle
+from stylefix_core.bundle import Manifest, load_bundle, require_current_statistics
 from stylefix_core.config import JobConfig
 from stylefix_core.device import resolve_device
 from stylefix_core.io import outputs
@@ -90,14 +90,17 @@ def _pending_shards(
 def _style_table(config: JobConfig, default: Manifest) -> tuple[StyleTable, dict[str, Manifest]]:
     """The job's styles, and the manifest of each style's bundle.
 
-    Every bundle is loaded once here, on the launcher, so a missing or
-    tampered bundle of any style stops the job before a worker starts.
+    Every bundle is loaded once here, on the launcher, so a missing, tampered
+    or stale (calibrated for other statistics) bundle of any style stops the
+    job before a worker starts.
     """
     styles = build_style_table(default.style, config.bundle, config.bundles, config.style_rules)
     loaded = {config.bundle: default}
     for url in styles.bundles.values():
         if url not in loaded:
             loaded[url] = load_bundle(url).manifest
+    for manifest in loaded.values():
+        require_current_statistics(manifest.calibration)
     return styles, {name: loaded[url] for name, url in styles.bundles.items()}
 
 

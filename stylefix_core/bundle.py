@@ -50,8 +50,8 @@ DETECTOR_NAMES = (
 # calibrated for another revision would turn the new values into wrong z-scores
 # without any error, so scoring with it fails and says how to recalibrate
 # (loading still works, so `stylefix train detector` can start from it).
-# Revision 2: ``blocking`` counts lone steps on the 8x8 grid; revision 3: only
-# steps of four 8-bit levels or more count (high-quality JPEG is no anomaly).
+# Revision 2: ``blocking`` counts lone steps on the 8x8 grid; revision 3: a
+# lone step must also exceed its larger neighbour by four 8-bit levels.
 STATISTICS_REVISION = 3
 
 
@@ -170,8 +170,31 @@ def _parse_calibration(data: dict) -> Calibration:
         ),
         **{k: [float(v) for v in vec] for k, vec in vectors.items()},
         # Bundles from before the field existed were calibrated for revision 1.
-        statistics_revision=int(data.get("statistics_revision", 1)),
+        statistics_revision=_revision(data.get("statistics_revision", 1)),
     )
+
+
+def _revision(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BundleError(
+            f"manifest calibration: field 'statistics_revision' has type {type(value).__name__}"
+        )
+    return value
+
+
+def require_current_statistics(calibration: Calibration) -> None:
+    """Refuse a calibration fitted to other definitions of the image statistics.
+
+    Its z-scores would be wrong without any error. Loading such a bundle is
+    fine (recalibrating starts from it); scoring with it is not.
+    """
+    if calibration.statistics_revision != STATISTICS_REVISION:
+        raise BundleError(
+            f"the bundle was calibrated for image statistics revision "
+            f"{calibration.statistics_revision}, this StyleFix computes revision "
+            f"{STATISTICS_REVISION}; recalibrate it with `stylefix train detector "
+            "--bundle OLD --reference GOOD_IMAGES --out NEW`"
+        )
 
 
 def parse_manifest(text: str) -> Manifest:

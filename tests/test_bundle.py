@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,22 @@ def test_a_bundle_calibrated_for_older_statistics_loads_but_will_not_score(defau
     with pytest.raises(BundleError, match="recalibrate"):
         Scorer(None, None, None, stale.calibration)
     Scorer.for_bundle(default_bundle)  # the shipped bundle matches
+
+
+def test_the_launcher_refuses_a_stale_bundle_before_any_worker_starts(default_bundle, tmp_path):
+    from pipelines.main import run
+
+    manifest = default_bundle.manifest
+    stale = replace(manifest, calibration=replace(manifest.calibration, statistics_revision=1))
+    url = str(tmp_path / "stale")
+    save_bundle(url, stale, default_bundle.networks())
+    with pytest.raises(BundleError, match="recalibrate"):
+        run([f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}", f"--bundle={url}"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_statistics_revision_that_is_not_a_number_is_refused(default_bundle):
+    data = json.loads(default_bundle.manifest.to_json())
+    data["calibration"]["statistics_revision"] = "3"
+    with pytest.raises(BundleError, match="statistics_revision"):
+        parse_manifest(json.dumps(data))

@@ -15,13 +15,7 @@ import torch
 from torch import nn
 
 from stylefix_core import colour
-from stylefix_core.bundle import (
-    DETECTOR_NAMES,
-    STATISTICS_REVISION,
-    Bundle,
-    Calibration,
-)
-from stylefix_core.errors import BundleError
+from stylefix_core.bundle import DETECTOR_NAMES, Bundle, Calibration, require_current_statistics
 from stylefix_core.scoring import features
 
 DETECTORS = DETECTOR_NAMES
@@ -91,13 +85,7 @@ class Scorer:
         self.autoencoder = autoencoder
         self.discriminator = discriminator
         self.embedding = embedding
-        if calibration.statistics_revision != STATISTICS_REVISION:
-            raise BundleError(
-                f"the bundle was calibrated for image statistics revision "
-                f"{calibration.statistics_revision}, this StyleFix computes revision "
-                f"{STATISTICS_REVISION}; recalibrate it with `stylefix train detector "
-                "--bundle OLD --reference GOOD_IMAGES --out NEW`"
-            )
+        require_current_statistics(calibration)
         self.calibration = calibration
         # The calibration names the detectors in use: a bundle has all of them,
         # the classical baseline of the quality benchmark only the statistics.
