@@ -54,3 +54,15 @@ def test_throughput_and_flops_figures_run_on_two_images(source, tmp_path):
 def test_gpu_mode_skips_cleanly_without_cuda(capsys):
     assert main(["--device", "cuda"]) == 0
     assert "GPU benchmark skipped" in capsys.readouterr().out
+
+
+def test_the_detector_table_has_every_kind_and_detector():
+    from bench.statistics import table
+    from stylefix_core.inject import INJECTORS
+    from stylefix_core.scoring.scorer import DETECTORS
+
+    lines = table(per_kind=2).splitlines()
+    assert lines[2] == "| kind | " + " | ".join(DETECTORS) + " |"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[4:]}
+    assert set(rows) == set(INJECTORS)
+    assert all(row.count(" / ") == len(DETECTORS) for row in rows.values())

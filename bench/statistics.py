@@ -1,0 +1,71 @@
+"""``python -m bench.statistics``: how well each detector alone tells each kind from clean.
+
+The quality benchmark judges the combined score; before a detector changes,
+what matters is how its raw value ranks damaged patches of each kind against
+clean ones, and what share of them lies above the clean patches' 99th
+percentile (roughly what a calibrated maximum at a 1 % false-positive target
+can flag). Same photographs, split and injections as ``make eval``; raw values
+need no calibration, so the default bundle's learned detectors are used as
+shipped. Takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from stylefix_core.bundle import load_bundle
+from stylefix_core.device import to_batch
+from stylefix_core.evaluation.dataset import EvalConfig, TestImage, build_eval_set
+from stylefix_core.evaluation.metrics import auroc
+from stylefix_core.scoring.scorer import Scorer
+
+CPU = torch.device("cpu")
+
+
+def raw_values(scorer: Scorer, items: list[TestImage]) -> dict[str, np.ndarray]:
+    """Each detector's raw value per image (qa mode colour target)."""
+    with torch.inference_mode():
+        x = to_batch([t.image for t in items], CPU)
+        raw = scorer.raw(x, scorer.colour_target(None, len(items), CPU))
+    return {d: v.cpu().numpy() for d, v in raw.items()}
+
+
+def separation(clean: np.ndarray, damaged: np.ndarray) -> tuple[float, float]:
+    """AUROC, and the share of ``damaged`` above the 99th percentile of ``clean``."""
+    labels = np.r_[np.zeros(len(clean)), np.ones(len(damaged))]
+    share = float((damaged > np.quantile(clean, 0.99)).mean())
+    return auroc(np.r_[clean, damaged], labels), share
+
+
+def table(per_kind: int) -> str:
+    eval_set = build_eval_set(EvalConfig(per_kind=per_kind))
+    scorer = Scorer.for_bundle(load_bundle(""))
+    clean = raw_values(scorer, [t for t in eval_set.test if t.kind == "clean"])
+    kinds = sorted({t.kind for t in eval_set.test} - {"clean"})
+    lines = [
+        "AUROC / share above the clean 99th percentile, per detector alone",
+        "",
+        "| kind | " + " | ".join(scorer.detectors) + " |",
+        "| --- |" + " --- |" * len(scorer.detectors),
+    ]
+    for kind in kinds:
+        damaged = raw_values(scorer, [t for t in eval_set.test if t.kind == kind])
+        cells = [separation(clean[d], damaged[d]) for d in scorer.detectors]
+        lines.append(f"| {kind} | " + " | ".join(f"{a:.2f} / {s:.2f}" for a, s in cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.statistics", description=__doc__)
+    parser.add_argument("--per-kind", type=int, default=40, help="damaged test images per kind")
+    args = parser.parse_args(argv)
+    print(table(args.per_kind))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
