@@ -6,10 +6,11 @@ report row carries a perceptual hash of its styled image (before any
 per-image correction, which would hide the collapse); a hash shared by at
 least ``MIN_SOURCES`` different sources is a collapse, and every row with that
 hash is marked. Only (hash, source) pairs need to meet for the count, so a
-job never has to hold its report rows together to find a collapse. A source is the input's own perceptual hash in style mode (so
-duplicate inputs styled alike are not a collapse) and the key in qa mode
-(there the inputs *are* generated images, and different catalog entries that
-are one picture mean the generator upstream collapsed).
+job never has to hold its report rows together to find a collapse. A source
+is the input's own perceptual hash in style mode (so duplicate inputs styled
+alike are not a collapse) and the key in qa mode (there the inputs *are*
+generated images, and different catalog entries that are one picture mean
+the generator upstream collapsed).
 """
 
 from __future__ import annotations
