@@ -38,9 +38,11 @@ HOP_BY_HOP = frozenset(
 class Faults:
     """Which requests misbehave.
 
-    ``fail_every``: every n-th request (counting from 1) is answered 503, at
-    most ``max_failures`` times (0: never). ``delay_if``: requests for which it
-    returns True are held ``delay_s`` seconds before they are relayed.
+    ``fail_every``: every n-th request of each HTTP method (counting from 1)
+    is answered 503, at most ``max_failures`` times per method (0: never).
+    Counting per method keeps the faults on reads and on writes alike however
+    the client interleaves them across threads. ``delay_if``: requests for
+    which it returns True are held ``delay_s`` seconds before they are relayed.
     """
 
     fail_every: int = 0
@@ -54,6 +56,7 @@ class Tally:
     """What the proxy did, for tests to check that the faults really happened."""
 
     requests: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     delayed: int = 0
     in_flight: int = 0
@@ -91,11 +94,14 @@ class FlakyProxy:
         """``"fail"``, ``"delay"`` or ``"relay"`` for the next request."""
         with self.lock:
             self.tally.requests += 1
+            seen = self.tally.by_method.get(method, 0) + 1
+            self.tally.by_method[method] = seen
             faults = self.faults
+            failed_here = sum(f.startswith(f"{method} ") for f in self.tally.failed)
             if (
                 faults.fail_every
-                and self.tally.requests % faults.fail_every == 0
-                and len(self.tally.failed) < faults.max_failures
+                and seen % faults.fail_every == 0
+                and failed_here < faults.max_failures
             ):
                 self.tally.failed.append(f"{method} {path}")
                 return "fail"
