@@ -69,8 +69,11 @@ def remove_checkerboard(x: torch.Tensor) -> torch.Tensor:
 
 
 # Candidate name -> the detectors whose reason it answers directly: it is tried
-# on an image that carries one of them. Candidates not named are tried on
-# every flagged image.
+# on an image that carries one of them. Candidates not named (the learned
+# residual) are tried on every flagged image but, answering no reason in
+# particular, kept only if the image is no longer flagged afterwards: on the
+# quality benchmark the residual kept on still-flagged JPEG images lowered
+# their blocking score by 2-6 and their PSNR by 0.4-0.6 dB.
 ANSWERS: dict[str, tuple[str, ...]] = {
     "colour": ("colour",),
     "colour+residual": ("colour",),
@@ -98,7 +101,7 @@ class Eligibility(Enum):
 def eligibility(candidate: str, reasons: Sequence[str]) -> Eligibility:
     """Whether a candidate may be tried on an image with these reasons, and on what terms."""
     if candidate not in ANSWERS:
-        return Eligibility.YES
+        return Eligibility.IF_IT_CLEARS
     if any(REASONS[d] in reasons for d in ANSWERS[candidate]):
         return Eligibility.YES
     if any(REASONS[d] in reasons for d in MAY_EXPLAIN.get(candidate, ())):
