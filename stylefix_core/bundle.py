@@ -33,6 +33,7 @@ DEFAULT_BUNDLE_DIR = Path(__file__).parent / "default_bundle"
 # column; scoring.scorer uses this same tuple as its DETECTORS.
 DETECTOR_NAMES = (
     "embedding",
+    "reference_colour",
     "autoencoder",
     "discriminator",
     "colour",
@@ -51,8 +52,9 @@ DETECTOR_NAMES = (
 # without any error, so scoring with it fails and says how to recalibrate
 # (loading still works, so `stylefix train detector` can start from it).
 # Revision 2: ``blocking`` counts lone steps on the 8x8 grid; revision 3: a
-# lone step must also exceed its larger neighbour by four 8-bit levels.
-STATISTICS_REVISION = 3
+# lone step must also exceed its larger neighbour by four 8-bit levels;
+# revision 4: the ``reference_colour`` detector is calibrated too.
+STATISTICS_REVISION = 4
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,11 @@ def _parse_calibration(data: dict) -> Calibration:
         )
         for name, d in _require(data, "detectors", dict, "calibration").items()
     }
+    revision = _revision(data.get("statistics_revision", 1))
     missing = [d for d in DETECTOR_NAMES if d not in detectors]
-    if missing:
+    # An older calibration may lack detectors added since; it still loads so
+    # that it can be recalibrated, and scoring refuses it by its revision.
+    if missing and revision == STATISTICS_REVISION:
         raise BundleError(f"manifest calibration: no calibration for detector(s) {missing}")
     if any(d.scale <= 0 for d in detectors.values()):
         raise BundleError("manifest calibration: every detector scale must be positive")
@@ -170,7 +175,7 @@ def _parse_calibration(data: dict) -> Calibration:
         ),
         **{k: [float(v) for v in vec] for k, vec in vectors.items()},
         # Bundles from before the field existed were calibrated for revision 1.
-        statistics_revision=_revision(data.get("statistics_revision", 1)),
+        statistics_revision=revision,
     )
 
 

@@ -126,6 +126,15 @@ def test_the_launcher_refuses_a_stale_bundle_before_any_worker_starts(default_bu
     assert not (tmp_path / "out").exists()
 
 
+def test_a_calibration_lacking_a_newer_detector_loads_only_if_it_is_older(default_bundle):
+    data = json.loads(default_bundle.manifest.to_json())
+    del data["calibration"]["detectors"]["reference_colour"]
+    with pytest.raises(BundleError, match="reference_colour"):
+        parse_manifest(json.dumps(data))  # a current calibration must cover every detector
+    data["calibration"]["statistics_revision"] = 3  # written before the detector existed
+    assert "reference_colour" not in parse_manifest(json.dumps(data)).calibration.detectors
+
+
 def test_a_statistics_revision_that_is_not_a_number_is_refused(default_bundle):
     data = json.loads(default_bundle.manifest.to_json())
     data["calibration"]["statistics_revision"] = "3"

@@ -12,6 +12,7 @@ from stylefix_core.correction import (
     CANDIDATES,
     MAY_EXPLAIN,
     Eligibility,
+    answered_faults_gone,
     denoise,
     eligibility,
     remove_checkerboard,
@@ -20,7 +21,7 @@ from stylefix_core.correction import (
 from stylefix_core.device import to_pixels
 from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.evaluation.photos import grid_patches, load_photos
-from stylefix_core.scoring.scorer import DETECTORS
+from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch
 from stylefix_core.training.data import to_tensor
 
 
@@ -80,17 +81,31 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
 
 
 @pytest.mark.parametrize(
-    "score, best, terms, kept",
+    "score, best, terms, answered_gone, kept",
     [
-        (2.0, 6.0, Eligibility.YES, True),  # clears the flag
-        (2.0, 6.0, Eligibility.IF_IT_CLEARS, True),
-        (4.5, 6.0, Eligibility.YES, True),  # still flagged, but well down
-        (4.5, 6.0, Eligibility.IF_IT_CLEARS, False),  # still flagged
-        (5.7, 6.0, Eligibility.YES, False),  # still flagged, a token drop
-        (3.0, 3.05, Eligibility.YES, False),  # no better than the best so far
+        (2.0, 6.0, Eligibility.YES, False, True),  # clears the flag
+        (2.0, 6.0, Eligibility.IF_IT_CLEARS, False, True),
+        (4.5, 6.0, Eligibility.YES, False, True),  # still flagged, but well down
+        (4.5, 6.0, Eligibility.IF_IT_CLEARS, False, False),  # still flagged
+        (5.7, 6.0, Eligibility.YES, False, False),  # still flagged, a token drop
+        (5.7, 6.0, Eligibility.YES, True, True),  # its own faults gone, another detector left
+        (5.95, 6.0, Eligibility.YES, True, False),  # ... but no lower than before
+        (3.0, 3.05, Eligibility.YES, False, False),  # no better than the best so far
     ],
 )
 def test_a_correction_is_kept_only_if_it_clears_the_flag_or_moves_the_score(
-    score, best, terms, kept
+    score, best, terms, answered_gone, kept
 ):
-    assert worth_keeping(score, start=6.0, best=best, threshold=3.2, terms=terms) is kept
+    kept_now = worth_keeping(score, 6.0, best, 3.2, terms, answered_gone)
+    assert kept_now is kept
+
+
+def test_a_fix_has_answered_its_faults_when_their_detectors_are_under_the_threshold():
+    z = {
+        "noise": torch.tensor([1.0, 4.0]),
+        "colour_noise": torch.tensor([2.0, 1.0]),
+        "reference_colour": torch.tensor([3.4, 0.0]),  # flagged, but not the denoiser's fault
+    }
+    after = ScoreBatch(raw=z, z=z, score=torch.tensor([3.4, 4.0]), threshold=3.3)
+    assert answered_faults_gone("denoise", after, 0)
+    assert not answered_faults_gone("denoise", after, 1)

@@ -11,6 +11,7 @@ from stylefix_core.models.random_features import RandomFeatures
 
 MAX_SIDE = 256  # larger images are looked at down-scaled: the statistics are global
 MIN_SIDE = 8
+COLOUR_DIMS = 6  # colour_stats closes the descriptor
 
 
 class ReferenceKnn(nn.Module):
@@ -70,7 +71,23 @@ class ReferenceKnn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) mean distance to the k nearest references, per dimension."""
+        return self.distances(x)[0]
+
+    def distances(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) distances over the whole descriptor and over its colour moments alone.
+
+        The colour moments are 6 of the descriptor's dimensions, so in the whole
+        distance a colour cast or a hue rotation is drowned by the texture
+        channels. Measured alone against the nearest references' colours they
+        separate those faults well (docs/quality.md), where one Gaussian around
+        the reference average cannot: a catalog has pictures of every colour.
+        """
         query = (self.describe(x) - self.mean) / self.std
-        distances = torch.cdist(query, self.reference.to(query.dtype))
-        k = min(self.k, self.reference.shape[0])
+        reference = self.reference.to(query.dtype)
+        colour = slice(query.shape[1] - COLOUR_DIMS, None)
+        return self._knn(query, reference), self._knn(query[:, colour], reference[:, colour])
+
+    def _knn(self, query: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        distances = torch.cdist(query, reference)
+        k = min(self.k, reference.shape[0])
         return distances.topk(k, dim=1, largest=False).values.mean(1) / query.shape[1] ** 0.5

@@ -21,11 +21,12 @@ from stylefix_core.scoring import features
 DETECTORS = DETECTOR_NAMES
 # Detectors with learned parts; the rest are image statistics, which alone
 # make the classical baseline of the quality benchmark.
-LEARNED_DETECTORS = ("embedding", "autoencoder", "discriminator")
+LEARNED_DETECTORS = ("embedding", "reference_colour", "autoencoder", "discriminator")
 STATISTIC_DETECTORS = tuple(d for d in DETECTORS if d not in LEARNED_DETECTORS)
 # The name a person reads in the report's ``reasons`` column, per detector.
 REASONS = {
     "embedding": "unlike_reference",
+    "reference_colour": "colours_unlike_reference",
     "autoencoder": "poor_reconstruction",
     "discriminator": "off_style",
     "colour": "colour_distortion",
@@ -114,8 +115,16 @@ class Scorer:
         """Raw values of the calibrated detectors, float32, shape (N,) each, on x's device."""
         x_net, x = x, x.float()
         spread = torch.tensor(self.calibration.reference_spread, device=x.device)
+        knn: list[tuple[torch.Tensor, torch.Tensor]] = []  # one descriptor pass for both
+
+        def reference_distance(part: int) -> torch.Tensor:
+            if not knn:
+                knn.append(self.embedding.distances(x))
+            return torch.log(knn[0][part] + 1e-4)
+
         compute = {
-            "embedding": lambda: torch.log(self.embedding(x) + 1e-4),
+            "embedding": lambda: reference_distance(0),
+            "reference_colour": lambda: reference_distance(1),
             "autoencoder": lambda: torch.log(
                 ((self.autoencoder(x_net).float() - x) ** 2).mean(dim=(1, 2, 3)) + 1e-6
             ),
