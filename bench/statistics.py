@@ -5,8 +5,9 @@ what matters is how its raw value ranks damaged patches of each kind against
 clean ones, and what share of them lies above the clean patches' 99th
 percentile (roughly what a calibrated maximum at a 1 % false-positive target
 can flag). Same photographs, split and injections as ``make eval``; raw values
-need no calibration, so the default bundle's learned detectors are used as
-shipped. Takes seconds.
+need no calibration. The reference embedding is fitted to the benchmark's
+reference patches, as ``make eval`` fits it (a second); the autoencoder and
+discriminator are the default bundle's as shipped. Takes seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from stylefix_core.device import to_batch
 from stylefix_core.evaluation.dataset import EvalConfig, TestImage, build_eval_set
 from stylefix_core.evaluation.metrics import auroc
 from stylefix_core.scoring.scorer import Scorer
+from stylefix_core.training.data import to_tensor
+from stylefix_core.training.detector import fit_embedding
 
 CPU = torch.device("cpu")
 
@@ -43,7 +46,11 @@ def separation(clean: np.ndarray, damaged: np.ndarray) -> tuple[float, float]:
 
 def table(per_kind: int) -> str:
     eval_set = build_eval_set(EvalConfig(per_kind=per_kind))
-    scorer = Scorer.for_bundle(load_bundle(""))
+    bundle = load_bundle("")
+    embedding = fit_embedding([to_tensor(r) for r in eval_set.reference], CPU)
+    scorer = Scorer(
+        bundle.autoencoder, bundle.discriminator, embedding, bundle.manifest.calibration
+    )
     clean = raw_values(scorer, [t for t in eval_set.test if t.kind == "clean"])
     kinds = sorted({t.kind for t in eval_set.test} - {"clean"})
     lines = [

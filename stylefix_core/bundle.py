@@ -53,8 +53,9 @@ DETECTOR_NAMES = (
 # (loading still works, so `stylefix train detector` can start from it).
 # Revision 2: ``blocking`` counts lone steps on the 8x8 grid; revision 3: a
 # lone step must also exceed its larger neighbour by four 8-bit levels;
-# revision 4: the ``reference_colour`` detector is calibrated too.
-STATISTICS_REVISION = 4
+# revision 4: the ``reference_colour`` detector is calibrated too; revision 5:
+# ``texture`` reads the finest scale on textured pixels only.
+STATISTICS_REVISION = 5
 
 
 @dataclass(frozen=True)
