@@ -5,8 +5,8 @@ what matters is how its raw value ranks damaged patches of each kind against
 clean ones, and what share of them lies above the clean patches' 99th
 percentile (roughly what a calibrated maximum at a 1 % false-positive target
 can flag). Same photographs, split and injections as ``make eval``; raw values
-need no calibration. The reference embedding is fitted to the benchmark's
-reference patches, as ``make eval`` fits it (a second); the autoencoder and
+need no calibration. The reference embedding is fitted to the part of the
+benchmark's reference patches that ``make eval`` fits it to (a second); the autoencoder and
 discriminator are the default bundle's as shipped. Takes seconds.
 """
 
@@ -23,6 +23,7 @@ from stylefix_core.device import to_batch
 from stylefix_core.evaluation.dataset import EvalConfig, TestImage, build_eval_set
 from stylefix_core.evaluation.metrics import auroc
 from stylefix_core.scoring.scorer import Scorer
+from stylefix_core.training.bundle_training import split_reference
 from stylefix_core.training.data import to_tensor
 from stylefix_core.training.detector import fit_embedding
 
@@ -47,7 +48,8 @@ def separation(clean: np.ndarray, damaged: np.ndarray) -> tuple[float, float]:
 def table(per_kind: int) -> str:
     eval_set = build_eval_set(EvalConfig(per_kind=per_kind))
     bundle = load_bundle("")
-    embedding = fit_embedding([to_tensor(r) for r in eval_set.reference], CPU)
+    fit, _ = split_reference([to_tensor(r) for r in eval_set.reference])
+    embedding = fit_embedding(fit, CPU)
     scorer = Scorer(
         bundle.autoencoder, bundle.discriminator, embedding, bundle.manifest.calibration
     )

@@ -29,8 +29,9 @@ BUNDLE_FORMAT_VERSION = 1
 MODEL_ROLES = ("generator", "discriminator", "autoencoder", "embedding", "corrector")
 WEIGHTS_SUFFIX = ".safetensors"
 DEFAULT_BUNDLE_DIR = Path(__file__).parent / "default_bundle"
-# Every bundle calibrates every detector, so every report has every score
-# column; scoring.scorer uses this same tuple as its DETECTORS.
+# Every bundle of the current statistics revision calibrates every detector,
+# so every report has every score column; scoring.scorer uses this same tuple
+# as its DETECTORS.
 DETECTOR_NAMES = (
     "embedding",
     "reference_colour",

@@ -126,13 +126,20 @@ def test_the_launcher_refuses_a_stale_bundle_before_any_worker_starts(default_bu
     assert not (tmp_path / "out").exists()
 
 
-def test_a_calibration_lacking_a_newer_detector_loads_only_if_it_is_older(default_bundle):
+def test_a_calibration_lacking_a_newer_detector_loads_only_if_it_is_older(default_bundle, tmp_path):
+    from stylefix_core.scoring.scorer import Scorer
+
     data = json.loads(default_bundle.manifest.to_json())
     del data["calibration"]["detectors"]["reference_colour"]
     with pytest.raises(BundleError, match="reference_colour"):
         parse_manifest(json.dumps(data))  # a current calibration must cover every detector
     data["calibration"]["statistics_revision"] = 3  # written before the detector existed
-    assert "reference_colour" not in parse_manifest(json.dumps(data)).calibration.detectors
+    older = parse_manifest(json.dumps(data))
+    save_bundle(str(tmp_path / "older"), older, default_bundle.networks())
+    loaded = load_bundle(str(tmp_path / "older"))  # loads, so it can be recalibrated
+    assert "reference_colour" not in loaded.manifest.calibration.detectors
+    with pytest.raises(BundleError, match="recalibrate"):
+        Scorer.for_bundle(loaded)
 
 
 def test_a_statistics_revision_that_is_not_a_number_is_refused(default_bundle):

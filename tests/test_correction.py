@@ -11,11 +11,13 @@ from stylefix_core.correction import (
     ANSWERS,
     CANDIDATES,
     MAY_EXPLAIN,
+    WITNESSES,
     Eligibility,
     answered_faults_gone,
     denoise,
     eligibility,
     remove_checkerboard,
+    witness_dropped,
     worth_keeping,
 )
 from stylefix_core.device import to_pixels
@@ -88,8 +90,7 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
         (4.5, 6.0, Eligibility.YES, False, True),  # still flagged, but well down
         (4.5, 6.0, Eligibility.IF_IT_CLEARS, False, False),  # still flagged
         (5.7, 6.0, Eligibility.YES, False, False),  # still flagged, a token drop
-        (5.7, 6.0, Eligibility.YES, True, True),  # its own faults gone, another detector left
-        (5.95, 6.0, Eligibility.YES, True, False),  # ... but no lower than before
+        (5.95, 6.0, Eligibility.YES, True, False),  # under MIN_IMPROVEMENT below the best
         (3.0, 3.05, Eligibility.YES, False, False),  # no better than the best so far
     ],
 )
@@ -98,6 +99,44 @@ def test_a_correction_is_kept_only_if_it_clears_the_flag_or_moves_the_score(
 ):
     kept_now = worth_keeping(score, 6.0, best, 3.2, terms, answered_gone)
     assert kept_now is kept
+
+
+def test_a_fix_that_removed_its_faults_is_kept_just_over_the_threshold():
+    """Denoising a mildly noisy sky (4.5) can leave it at 4.0 for its narrow
+    colour spread: kept. A fix that leaves another fault far over the
+    threshold (blocking at 5.7) is not, however well it did its own job."""
+    yes = Eligibility.YES
+    assert worth_keeping(4.0, 4.5, 4.5, 3.2, yes, answered_gone=True)
+    assert not worth_keeping(4.0, 4.5, 4.5, 3.2, yes, answered_gone=False)
+    assert not worth_keeping(5.7, 6.0, 6.0, 3.2, yes, answered_gone=True)
+
+
+def test_only_a_classical_fix_counts_as_having_removed_its_faults():
+    z = {"colour": torch.tensor([1.0]), "embedding": torch.tensor([4.0])}
+    after = ScoreBatch(raw=z, z=z, score=torch.tensor([4.0]), threshold=3.3)
+    assert answered_faults_gone("colour", after, 0)
+    assert not answered_faults_gone("colour+residual", after, 0)  # the residual must clear
+    assert not answered_faults_gone("denoise", after, 0)  # none of its detectors is scored
+
+
+def test_a_fix_that_may_explain_a_flag_must_move_its_witness():
+    """Recolouring a collapsed image clears the embedding's flag without making
+    its colour moments typical: cleared, but not explained, so not kept."""
+    assert worth_keeping(2.0, 6.0, 6.0, 3.2, Eligibility.IF_IT_CLEARS, witness_dropped=True)
+    assert not worth_keeping(2.0, 6.0, 6.0, 3.2, Eligibility.IF_IT_CLEARS, witness_dropped=False)
+    assert set(WITNESSES) <= set(MAY_EXPLAIN) and set(WITNESSES.values()) <= set(DETECTORS)
+
+    def scores(reference_colour: list[float]) -> ScoreBatch:
+        z = {
+            "embedding": torch.tensor([4.7, 6.2]),
+            "reference_colour": torch.tensor(reference_colour),
+        }
+        return ScoreBatch(raw=z, z=z, score=z["embedding"], threshold=3.3)
+
+    before, after = scores([3.9, 3.8]), scores([3.2, -0.6])  # a collapse, then a cast
+    assert not witness_dropped("colour", before, 0, after, 0)
+    assert witness_dropped("colour", before, 1, after, 1)
+    assert witness_dropped("residual", before, 0, after, 0)  # no witness: nothing to show
 
 
 def test_a_fix_has_answered_its_faults_when_their_detectors_are_under_the_threshold():

@@ -40,7 +40,7 @@ class ReferenceKnn(nn.Module):
             "k": k,
         }
         self.features = RandomFeatures(seed, widths)
-        dim = 2 * sum(widths) + 6
+        dim = 2 * sum(widths) + COLOUR_DIMS
         self.register_buffer("reference", torch.zeros(n_reference, dim))
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))

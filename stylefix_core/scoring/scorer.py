@@ -80,7 +80,7 @@ class Scorer:
         self,
         autoencoder: nn.Module,
         discriminator: nn.Module,
-        embedding: nn.Module,
+        embedding: nn.Module,  # a ReferenceKnn: its ``distances`` serve two detectors
         calibration: Calibration,
     ):
         self.autoencoder = autoencoder

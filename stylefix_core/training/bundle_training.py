@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # Part of every bundle version: the same data and settings calibrated for a
 # different set of detectors, or other definitions of them, is a different bundle.
 CALIBRATED = repr(DETECTOR_NAMES) + f"r{STATISTICS_REVISION}"
+# Share of the reference images a detector is calibrated on rather than fitted to.
+DETECTOR_HELD_OUT = 0.33
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,10 @@ def train_bundle(
     return save_bundle(out_url, manifest, networks)
 
 
-def _split(images: list[torch.Tensor], held_out_fraction: float, seed: int) -> tuple[list, list]:
+def split_reference(images: list[torch.Tensor], seed: int = 0) -> tuple[list, list]:
+    """The reference images a detector is fitted to, and those it is calibrated on."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)).tolist()
-    cut = max(1, int(len(images) * (1 - held_out_fraction)))
+    cut = max(1, int(len(images) * (1 - DETECTOR_HELD_OUT)))
     return [images[i] for i in order[:cut]], [images[i] for i in order[cut:]]
 
 
@@ -180,7 +183,7 @@ def retrain_detector(
     """Autoencoder, reference embedding and calibration from a catalog owner's
     reference set of good images (qa mode); the generator, discriminator and
     corrector are kept."""
-    fit, held = _split(reference, 0.33, cfg.seed)
+    fit, held = split_reference(reference, cfg.seed)
     autoencoder = train_autoencoder(fit, cfg, device)
     embedding = fit_embedding(fit, device, seed=cfg.seed)
     calibration = calibrate(
