@@ -152,9 +152,10 @@ def choose_corrections(
     Returns the images (corrected where a candidate was kept), the kept
     candidate's name per image ("" for none) and the scores after. A candidate
     is kept only if it lowers the score by ``MIN_IMPROVEMENT`` below the best so
-    far, and either leaves the image unflagged or (unless it is an
-    ``IF_IT_CLEARS`` candidate) clears the faults it answers or lowers the
-    score by ``MIN_PARTIAL_IMPROVEMENT``.
+    far and passes ``worth_keeping``: an ``IF_IT_CLEARS`` candidate must leave
+    the image unflagged and make its witness drop; any other must leave it
+    unflagged, or remove the faults it answers and leave it just over the
+    threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``.
     """
     best, after = y.clone(), before.score.clone()
     names = [""] * y.shape[0]
