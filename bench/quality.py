@@ -122,7 +122,7 @@ def baseline_calibration(eval_set: EvalSet, bundle_url: str) -> Calibration:
     )
 
 
-CLASSICAL = ("colour", "denoise", "checkerboard")
+CLASSICAL = ("colour", "denoise", "checkerboard", "deblur")
 
 
 def run_baseline(eval_set: EvalSet, calibration: Calibration) -> dict[str, Outcome]:

@@ -62,6 +62,23 @@ def denoise(x: torch.Tensor) -> torch.Tensor:
     return gaussian_blur(median, 0.8).clamp(0.0, 1.0)
 
 
+# The blur that ``deblur`` undoes: a Gaussian point spread of this many pixels,
+# sharpened back in this many steps. Chosen on the quality benchmark's blurred
+# photographs (blur of 1.2 to 3 px) among 1.5-2.5 px and 3-8 steps under the
+# job's keep rule (docs/quality.md): a wider guess rings on mild blur.
+DEBLUR_SIGMA = 2.0
+DEBLUR_STEPS = 8
+
+
+def deblur(x: torch.Tensor) -> torch.Tensor:
+    """Van Cittert deconvolution: each step adds back what blurring the estimate
+    fails to reproduce of the input, so detail the blur removed returns."""
+    estimate = x
+    for _ in range(DEBLUR_STEPS):
+        estimate = (estimate + x - gaussian_blur(estimate, DEBLUR_SIGMA)).clamp(0.0, 1.0)
+    return estimate
+
+
 def remove_checkerboard(x: torch.Tensor) -> torch.Tensor:
     """The separable [1, 2, 1] / 4 filter, whose response is exactly zero at the
     period-2 frequency of a stride-2 up-sampling artifact and mild below it."""
@@ -79,6 +96,7 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "colour+residual": ("colour",),
     "denoise": ("noise", "colour_noise"),
     "checkerboard": ("checkerboard",),
+    "deblur": ("blur",),
 }
 # Candidate name -> detectors whose reason it may explain: a colour cast shows
 # in the reference embedding (the whole image is unlike the reference set) more
@@ -102,6 +120,12 @@ MAY_EXPLAIN: dict[str, tuple[str, ...]] = {
 WITNESSES: dict[str, str] = {
     "colour": "reference_colour",
     "colour+residual": "reference_colour",
+}
+
+# Candidate name -> faults it may bring out while it repairs another: sharpening
+# amplifies noise and steps as readily as lost detail (see ``brings_out``).
+BRINGS_OUT: dict[str, tuple[str, ...]] = {
+    "deblur": ("noise", "colour_noise", "blocking", "checkerboard"),
 }
 
 
@@ -135,6 +159,7 @@ CANDIDATES: dict[str, Candidate] = {
     ).float(),
     "denoise": lambda x, corrector, target: denoise(x.float()),
     "checkerboard": lambda x, corrector, target: remove_checkerboard(x.float()),
+    "deblur": lambda x, corrector, target: deblur(x.float()),
 }
 """The alternatives tried on flagged images, each ``(images, corrector, colour targets) -> images``."""
 
@@ -155,7 +180,8 @@ def choose_corrections(
     far and passes ``worth_keeping``: an ``IF_IT_CLEARS`` candidate must leave
     the image unflagged and make its witness drop; any other must leave it
     unflagged, or remove the faults it answers and leave it just over the
-    threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``.
+    threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``; and a
+    sharpening fix must not bring out other faults (``brings_out``).
     """
     best, after = y.clone(), before.score.clone()
     names = [""] * y.shape[0]
@@ -173,7 +199,8 @@ def choose_corrections(
             score, start = float(rescored.score[j]), float(before.score[i])
             fixed = terms[i] is Eligibility.YES and answered_faults_gone(name, rescored, j)
             shown = witness_dropped(name, before, i, rescored, j)
-            if worth_keeping(
+            harmed = brings_out(name, before, i, rescored, j)
+            if not harmed and worth_keeping(
                 score, start, float(after[i]), before.threshold, terms[i], fixed, shown
             ):
                 best[i], after[i], names[i] = candidate[j], rescored.score[j], name
@@ -189,6 +216,28 @@ def witness_dropped(
         return True
     drop = float(before.z[witness][index]) - float(after.z[witness][after_index])
     return drop >= MIN_PARTIAL_IMPROVEMENT
+
+
+def brings_out(
+    candidate: str, before: ScoreBatch, index: int, after: ScoreBatch, after_index: int
+) -> bool:
+    """Whether a sharpening fix raised a fault it may bring out (``BRINGS_OUT``)
+    by a whole unit to within a unit of the threshold.
+
+    Sharpening an image that only reads as blurred (a dark, flat patch) brings
+    out its noise and steps on the 8x8 grid instead of lost detail: on the
+    quality benchmark the deblurring filter took such a patch's blocking z
+    from 0.0 to 3.3 and its SSIM from 0.69 to 0.57, while on blurred patches
+    it left those detectors low.
+    """
+    floor = before.threshold - MIN_PARTIAL_IMPROVEMENT
+    for d in BRINGS_OUT.get(candidate, ()):
+        if d not in before.z:
+            continue
+        start, end = float(before.z[d][index]), float(after.z[d][after_index])
+        if end > floor and end - start >= MIN_PARTIAL_IMPROVEMENT:
+            return True
+    return False
 
 
 def answered_faults_gone(candidate: str, after: ScoreBatch, index: int) -> bool:

@@ -9,11 +9,15 @@ import torch
 from stylefix_core import inject
 from stylefix_core.correction import (
     ANSWERS,
+    BRINGS_OUT,
     CANDIDATES,
+    DEBLUR_SIGMA,
     MAY_EXPLAIN,
     WITNESSES,
     Eligibility,
     answered_faults_gone,
+    brings_out,
+    deblur,
     denoise,
     eligibility,
     remove_checkerboard,
@@ -23,6 +27,7 @@ from stylefix_core.correction import (
 from stylefix_core.device import to_pixels
 from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.evaluation.photos import grid_patches, load_photos
+from stylefix_core.inject import gaussian_blur
 from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch
 from stylefix_core.training.data import to_tensor
 
@@ -47,6 +52,19 @@ def _gain(fix, kind: str, patches: list[np.ndarray]) -> float:
 
 def test_denoise_restores_noisy_photographs(photo_patches):
     assert _gain(denoise, "noise", photo_patches) > 5.0
+
+
+def test_deblur_restores_blurred_photographs(photo_patches):
+    assert _gain(deblur, "blur", photo_patches) > 2.0  # 3.3 measured
+
+
+def test_deblur_leaves_a_flat_image_and_undoes_its_own_blur_on_an_edge():
+    flat = torch.full((1, 3, 32, 32), 0.4)
+    torch.testing.assert_close(deblur(flat), flat)
+    edge = torch.zeros(1, 3, 32, 32)
+    edge[..., 16:] = 0.8
+    blurred = gaussian_blur(edge, DEBLUR_SIGMA)
+    assert float((deblur(blurred) - edge).abs().mean()) < 0.6 * float((blurred - edge).abs().mean())
 
 
 def test_checkerboard_filter_restores_up_sampling_artifacts(photo_patches):
@@ -148,3 +166,22 @@ def test_a_fix_has_answered_its_faults_when_their_detectors_are_under_the_thresh
     after = ScoreBatch(raw=z, z=z, score=torch.tensor([3.4, 4.0]), threshold=3.3)
     assert answered_faults_gone("denoise", after, 0)
     assert not answered_faults_gone("denoise", after, 1)
+
+
+def test_a_sharpening_fix_may_not_bring_out_noise_or_grid_steps():
+    """A dark, unblurred patch that reads as blurred: deblurring it clears the
+    blur reason but raises blocking from 0.0 to 3.3 (refused); on a blurred
+    patch blocking rises a little and stays low (allowed)."""
+    assert set(BRINGS_OUT) <= set(CANDIDATES)
+    assert all(set(v) <= set(DETECTORS) for v in BRINGS_OUT.values())
+
+    def scores(blur: list[float], blocking: list[float]) -> ScoreBatch:
+        z = {"blur": torch.tensor(blur), "blocking": torch.tensor(blocking)}
+        return ScoreBatch(raw=z, z=z, score=torch.tensor(blur), threshold=3.3)
+
+    before = scores([3.6, 4.5, 3.6], [0.0, 0.2, 3.0])
+    after = scores([-0.5, 0.8, 0.5], [3.3, 1.0, 3.5])
+    assert brings_out("deblur", before, 0, after, 0)
+    assert not brings_out("deblur", before, 1, after, 1)
+    assert not brings_out("deblur", before, 2, after, 2)  # already there: not brought out
+    assert not brings_out("denoise", before, 0, after, 0)  # smoothing brings out no steps
