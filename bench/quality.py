@@ -113,6 +113,7 @@ def baseline_calibration(eval_set: EvalSet, bundle_url: str) -> Calibration:
         bundle.autoencoder,
         bundle.discriminator,
         bundle.embedding,
+        bundle.damage,
         fit,
         [(r, None) for r in held],
         [0.0] * 6,

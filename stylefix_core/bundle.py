@@ -26,7 +26,11 @@ from stylefix_core.models import ARCHITECTURES
 
 BUNDLE_FORMAT = "stylefix-bundle"
 BUNDLE_FORMAT_VERSION = 1
-MODEL_ROLES = ("generator", "discriminator", "autoencoder", "embedding", "corrector")
+MODEL_ROLES = ("generator", "discriminator", "autoencoder", "embedding", "corrector", "damage")
+# Roles added after the first bundles were written: a bundle without them still
+# loads (so that `stylefix train detector` can add them), and its calibration,
+# of an older statistics revision, is refused for scoring.
+LATER_ROLES = ("damage",)
 WEIGHTS_SUFFIX = ".safetensors"
 DEFAULT_BUNDLE_DIR = Path(__file__).parent / "default_bundle"
 # Every bundle of the current statistics revision calibrates every detector,
@@ -46,6 +50,8 @@ DETECTOR_NAMES = (
     "blocking",
     "quantisation",
     "collapse",
+    "falloff",
+    "damage",
 )
 # The definitions of the image statistics in scoring.features that a
 # calibration was fitted to. Raise it whenever one of them changes: a bundle
@@ -55,8 +61,9 @@ DETECTOR_NAMES = (
 # Revision 2: ``blocking`` counts lone steps on the 8x8 grid; revision 3: a
 # lone step must also exceed its larger neighbour by four 8-bit levels;
 # revision 4: the ``reference_colour`` detector is calibrated too; revision 5:
-# ``texture`` reads the finest scale on textured pixels only.
-STATISTICS_REVISION = 5
+# ``texture`` reads the finest scale on textured pixels only; revision 6: the
+# ``falloff`` statistic and the ``damage`` classifier of statistical signatures.
+STATISTICS_REVISION = 6
 
 
 @dataclass(frozen=True)
@@ -128,9 +135,11 @@ class Bundle:
     autoencoder: nn.Module
     embedding: nn.Module
     corrector: nn.Module
+    damage: nn.Module | None = None  # absent from bundles older than LATER_ROLES
 
     def networks(self) -> dict[str, nn.Module]:
-        return {role: getattr(self, role) for role in MODEL_ROLES}
+        roles = (role for role in MODEL_ROLES if getattr(self, role) is not None)
+        return {role: getattr(self, role) for role in roles}
 
 
 def default_bundle_url() -> str:
@@ -215,11 +224,11 @@ def parse_manifest(text: str) -> Manifest:
     if data.get("format_version") != BUNDLE_FORMAT_VERSION:
         raise BundleError(f"unsupported bundle format_version {data.get('format_version')!r}")
     models_raw = _require(data, "models", dict, "top level")
-    missing = [r for r in MODEL_ROLES if r not in models_raw]
+    missing = [r for r in MODEL_ROLES if r not in models_raw and r not in LATER_ROLES]
     if missing:
         raise BundleError(f"manifest models: missing {missing}")
     models = {}
-    for role in MODEL_ROLES:
+    for role in (r for r in MODEL_ROLES if r in models_raw):
         entry = models_raw[role]
         arch = _require(entry, "arch", str, role)
         if arch not in ARCHITECTURES:
@@ -292,6 +301,12 @@ def load_bundle(url: str = "") -> Bundle:
 
 def save_bundle(url: str, manifest: Manifest, networks: dict[str, nn.Module]) -> Manifest:
     """Write weights and a manifest whose hashes match them; returns that manifest."""
+    absent = [role for role in MODEL_ROLES if role not in networks]
+    if absent:
+        raise BundleError(
+            f"cannot save a bundle without {absent}: retrain its detector first "
+            "(`stylefix train detector`)"
+        )
     models = {}
     for role in MODEL_ROLES:
         entry = manifest.models[role]

@@ -147,3 +147,16 @@ def test_a_statistics_revision_that_is_not_a_number_is_refused(default_bundle):
     data["calibration"]["statistics_revision"] = "3"
     with pytest.raises(BundleError, match="statistics_revision"):
         parse_manifest(json.dumps(data))
+
+
+def test_a_bundle_from_before_the_damage_classifier_loads_and_must_be_retrained_to_save(
+    default_bundle, tmp_path
+):
+    folder = _copy(default_bundle, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["models"]["damage"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    older = load_bundle(str(folder))
+    assert older.damage is None and "damage" not in older.networks()
+    with pytest.raises(BundleError, match="retrain its detector"):
+        save_bundle(str(tmp_path / "again"), older.manifest, older.networks())

@@ -1,11 +1,12 @@
 """Plain torch modules. None of them knows about Beam, files or bundles.
 
 Every module takes and returns RGB float32 tensors in [0, 1], shape (N, 3, H, W),
-unless its docstring says otherwise.
+unless its docstring says otherwise (the damage classifier reads signature vectors).
 """
 
 from stylefix_core.models.autoencoder import ConvAutoencoder
 from stylefix_core.models.corrector import ResidualCorrector
+from stylefix_core.models.damage_classifier import DamageClassifier
 from stylefix_core.models.discriminator import PatchDiscriminator
 from stylefix_core.models.generator import StyleGenerator
 from stylefix_core.models.reference_knn import ReferenceKnn
@@ -16,11 +17,13 @@ ARCHITECTURES = {
     "ConvAutoencoder": ConvAutoencoder,
     "ResidualCorrector": ResidualCorrector,
     "ReferenceKnn": ReferenceKnn,
+    "DamageClassifier": DamageClassifier,
 }
 
 __all__ = [
     "ARCHITECTURES",
     "ConvAutoencoder",
+    "DamageClassifier",
     "PatchDiscriminator",
     "ReferenceKnn",
     "ResidualCorrector",

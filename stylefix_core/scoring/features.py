@@ -231,3 +231,28 @@ def quantisation(x: torch.Tensor) -> torch.Tensor:
     in_range = (idx >= low) & (idx <= high)
     empty = (~occupied & in_range).sum(-1).float() / in_range.sum(-1).clamp(min=1).float()
     return empty.mean(-1)
+
+
+def falloff(x: torch.Tensor) -> torch.Tensor:
+    """How much darker than the centre even the brightest corner is (log luma).
+
+    A vignette, an exposure falloff or a generator that dims its borders
+    darkens every corner at once; a natural picture has a dark corner or two
+    where its content is dark, but rarely all four below its centre. Taking
+    the brightest corner makes one bright corner enough to clear an image.
+    """
+    y = torch.log(luma(x.float()) + 0.02)
+    height, width = y.shape[-2:]
+    qh, qw = max(1, height // 4), max(1, width // 4)
+    corners = torch.stack(
+        [
+            y[..., :qh, :qw].mean(dim=(1, 2, 3)),
+            y[..., :qh, -qw:].mean(dim=(1, 2, 3)),
+            y[..., -qh:, :qw].mean(dim=(1, 2, 3)),
+            y[..., -qh:, -qw:].mean(dim=(1, 2, 3)),
+        ],
+        dim=1,
+    )
+    ch, cw = height // 2, width // 2
+    centre = y[..., ch - qh // 2 : ch + (qh + 1) // 2, cw - qw // 2 : cw + (qw + 1) // 2]
+    return centre.mean(dim=(1, 2, 3)) - corners.amax(dim=1)

@@ -17,11 +17,12 @@ from torch import nn
 from stylefix_core import colour
 from stylefix_core.bundle import DETECTOR_NAMES, Bundle, Calibration, require_current_statistics
 from stylefix_core.scoring import features
+from stylefix_core.scoring.signature import signature
 
 DETECTORS = DETECTOR_NAMES
 # Detectors with learned parts; the rest are image statistics, which alone
 # make the classical baseline of the quality benchmark.
-LEARNED_DETECTORS = ("embedding", "reference_colour", "autoencoder", "discriminator")
+LEARNED_DETECTORS = ("embedding", "reference_colour", "autoencoder", "discriminator", "damage")
 STATISTIC_DETECTORS = tuple(d for d in DETECTORS if d not in LEARNED_DETECTORS)
 # The name a person reads in the report's ``reasons`` column, per detector.
 REASONS = {
@@ -38,6 +39,8 @@ REASONS = {
     "blocking": "blocking",
     "quantisation": "banding",
     "collapse": "collapse",
+    "falloff": "vignetting",
+    "damage": "looks_damaged",
 }
 
 
@@ -82,10 +85,12 @@ class Scorer:
         discriminator: nn.Module,
         embedding: nn.Module,  # a ReferenceKnn: its ``distances`` serve two detectors
         calibration: Calibration,
+        damage: nn.Module | None = None,  # a DamageClassifier of signatures
     ):
         self.autoencoder = autoencoder
         self.discriminator = discriminator
         self.embedding = embedding
+        self.damage = damage
         require_current_statistics(calibration)
         self.calibration = calibration
         # The calibration names the detectors in use: a bundle has all of them,
@@ -99,6 +104,7 @@ class Scorer:
             bundle.discriminator,
             bundle.embedding,
             bundle.manifest.calibration,
+            bundle.damage,
         )
 
     def colour_target(
@@ -140,8 +146,14 @@ class Scorer:
             "blocking": lambda: features.blocking(x),
             "quantisation": lambda: features.quantisation(x),
             "collapse": lambda: features.collapse(x),
+            "falloff": lambda: features.falloff(x),
+            # last in DETECTORS, so it reuses the statistics computed before it
+            "damage": lambda: self.damage(signature(x, values)).float(),
         }
-        return {d: compute[d]() for d in self.detectors}
+        values: dict[str, torch.Tensor] = {}
+        for d in self.detectors:
+            values[d] = compute[d]()
+        return values
 
     def normalise(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return normalise(raw, self.calibration.detectors)

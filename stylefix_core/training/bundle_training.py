@@ -26,6 +26,7 @@ from stylefix_core.training.detector import (
     calibrate,
     fit_embedding,
     train_autoencoder,
+    train_damage_classifier,
 )
 from stylefix_core.training.style import StyleTrainConfig, train_style
 
@@ -93,6 +94,7 @@ def train_bundle(
         reference, cfg.detector, device, _checkpoint(checkpoint_dir, "autoencoder")
     )
     embedding = fit_embedding(reference, device, seed=cfg.seed)
+    damage = train_damage_classifier(reference, cfg.detector, device)
     corrector = train_corrector(
         reference, cfg.corrector, device, _checkpoint(checkpoint_dir, "corrector")
     )
@@ -103,6 +105,7 @@ def train_bundle(
         autoencoder,
         styled.discriminator,
         embedding,
+        damage,
         reference,
         held_out,
         shift.mean(0).tolist(),
@@ -116,6 +119,7 @@ def train_bundle(
         "autoencoder": autoencoder,
         "embedding": embedding,
         "corrector": corrector,
+        "damage": damage,
     }
     manifest = Manifest(
         name=cfg.name,
@@ -186,10 +190,12 @@ def retrain_detector(
     fit, held = split_reference(reference, cfg.seed)
     autoencoder = train_autoencoder(fit, cfg, device)
     embedding = fit_embedding(fit, device, seed=cfg.seed)
+    damage = train_damage_classifier(fit, cfg, device)
     calibration = calibrate(
         autoencoder,
         bundle.discriminator.to(device),
         embedding,
+        damage,
         fit,
         [(r, None) for r in held],
         list(bundle.manifest.calibration.style_shift),
@@ -197,7 +203,7 @@ def retrain_detector(
         device,
     )
     note = {"detector": {"config": asdict(cfg), "reference_images": len(reference)}}
-    networks = {"autoencoder": autoencoder, "embedding": embedding}
+    networks = {"autoencoder": autoencoder, "embedding": embedding, "damage": damage}
     return _save_updated(bundle, out_url, networks, calibration, reference, note)
 
 

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylefix_core import colour
+from stylefix_core import colour, inject
 from stylefix_core.bundle import Calibration, DetectorCalibration
-from stylefix_core.models import ConvAutoencoder, ReferenceKnn
+from stylefix_core.models import ConvAutoencoder, DamageClassifier, ReferenceKnn
 from stylefix_core.scoring.scorer import DETECTORS, TWO_SIDED, Scorer, normalise
+from stylefix_core.scoring.signature import SIGNATURE_DIM, signature
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.data import CropSampler
 from stylefix_core.training.progress import Progress
@@ -27,6 +28,13 @@ class DetectorTrainConfig:
     base_channels: int = 16
     latent_channels: int = 8
     target_false_positive_rate: float = 0.01
+    # The damage classifier: damaged copies per reference image, training kinds only.
+    damage_copies: int = 12
+    damage_severity: tuple[float, float] = (0.2, 1.0)
+    damage_hidden: int = 32
+    damage_steps: int = 1500
+    damage_lr: float = 1e-2
+    damage_weight_decay: float = 1e-2
 
 
 def train_autoencoder(
@@ -55,6 +63,50 @@ def train_autoencoder(
     return model.eval().requires_grad_(False)
 
 
+def train_damage_classifier(
+    reference: list[torch.Tensor], cfg: DetectorTrainConfig, device: torch.device
+) -> DamageClassifier:
+    """Tell reference images from copies damaged by the training kinds, by signature.
+
+    Each damaged copy gets one random training kind (never a held-out one) at
+    a random severity; the two classes are weighted equally. Full-batch Adam
+    on a few thousand 37-dimensional vectors takes seconds, so there is no
+    checkpoint to resume from. The logit is calibrated afterwards like every
+    other detector, on held-out reference images.
+    """
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed + 3)
+    damaged = [
+        inject.random_injection(image, generator, severity_range=cfg.damage_severity).image
+        for _ in range(cfg.damage_copies)
+        for image in reference
+    ]
+    clean_sig, damaged_sig = _signatures(reference, device), _signatures(damaged, device)
+    model = DamageClassifier(SIGNATURE_DIM, cfg.damage_hidden).to(device)
+    model.fit_standardisation(clean_sig)
+    x = torch.cat([clean_sig, damaged_sig])
+    y = torch.cat([torch.zeros(len(clean_sig)), torch.ones(len(damaged_sig))]).to(device)
+    weight = torch.where(y > 0, 1.0, len(damaged_sig) / len(clean_sig))
+    optimiser = torch.optim.Adam(
+        model.parameters(), lr=cfg.damage_lr, weight_decay=cfg.damage_weight_decay
+    )
+    progress = Progress("damage classifier", cfg.damage_steps, len(x))
+    for step in range(cfg.damage_steps):
+        loss = F.binary_cross_entropy_with_logits(model(x), y, weight=weight)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        progress.update(step, {"bce": float(loss.detach())})
+    return model.eval().requires_grad_(False)
+
+
+def _signatures(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Signatures one image at a time: reference images may differ in size."""
+    with torch.inference_mode():
+        rows = [signature(image[None].to(device)) for image in images]
+    return torch.cat(rows).clone()
+
+
 def _stack_stats(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     with torch.inference_mode():
         return torch.cat([colour.colour_stats(img[None].to(device)) for img in images]).cpu()
@@ -75,6 +127,7 @@ def calibrate(
     autoencoder: nn.Module,
     discriminator: nn.Module,
     embedding: nn.Module,
+    damage: nn.Module | None,
     reference_fit: list[torch.Tensor],
     held_out: list[tuple[torch.Tensor, torch.Tensor | None]],
     style_shift: list[float],
@@ -103,7 +156,7 @@ def calibrate(
         style_shift=style_shift,
     )
     raw = _held_out_raw(
-        Scorer(autoencoder, discriminator, embedding, provisional), held_out, device
+        Scorer(autoencoder, discriminator, embedding, provisional, damage), held_out, device
     )
     fitted = {d: _robust_scale(raw[d], two_sided=d in TWO_SIDED) for d in detectors}
     z = normalise(raw, fitted)
