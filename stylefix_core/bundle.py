@@ -62,7 +62,8 @@ DETECTOR_NAMES = (
 # lone step must also exceed its larger neighbour by four 8-bit levels;
 # revision 4: the ``reference_colour`` detector is calibrated too; revision 5:
 # ``texture`` reads the finest scale on textured pixels only; revision 6: the
-# ``falloff`` statistic and the ``damage`` classifier of statistical signatures.
+# ``falloff`` statistic and the ``damage`` classifier of statistical signatures
+# (which also read ``contours``).
 STATISTICS_REVISION = 6
 
 

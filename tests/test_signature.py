@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from stylefix_core import inject
+from stylefix_core.bundle import load_bundle
 from stylefix_core.evaluation.metrics import auroc
 from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.scoring import features
+from stylefix_core.scoring.scorer import Scorer
 from stylefix_core.scoring.signature import SIGNATURE_DIM, signature
+from stylefix_core.synthetic import make_assets
 from stylefix_core.training.data import to_tensor
 from stylefix_core.training.detector import DetectorTrainConfig, train_damage_classifier
 
@@ -67,3 +72,26 @@ def test_the_damage_classifier_is_deterministic_for_a_seed(patches):
     a, b = (train_damage_classifier(patches[:16], cfg, CPU) for _ in range(2))
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
+
+
+def test_high_quality_jpeg_inputs_do_not_look_damaged_to_the_shipped_bundle():
+    """Catalogs are full of quality-90 and -95 JPEGs: styled, they must not
+    read as damaged much more often than the same assets given as PNGs."""
+    bundle = load_bundle("")
+    scorer = Scorer.for_bundle(bundle)
+    assets = make_assets(seed=21, n=48, sizes=[(128, 128)])
+    shares = {}
+    with torch.inference_mode():
+        for quality in (None, 95, 90):
+            pixels = assets if quality is None else [_jpeg(a, quality) for a in assets]
+            content = torch.stack([to_tensor(p) for p in pixels])
+            styled = bundle.generator(content)
+            scores = scorer(styled, scorer.colour_target(content, len(content), CPU))
+            shares[quality] = float((scores.z["damage"] > scores.threshold).float().mean())
+    assert shares[95] <= shares[None] + 0.05 and shares[90] <= shares[None] + 0.1, shares
+
+
+def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality, subsampling=0)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")).copy()

@@ -37,6 +37,7 @@ STATISTICS = {
     "quantisation": features.quantisation,
     "collapse": features.collapse,
     "falloff": features.falloff,
+    "contours": features.contours,  # in the signature only, not a detector of its own
 }
 _PER_SCALE = 9  # see _normalised_luma_statistics
 SIGNATURE_DIM = 2 * _PER_SCALE + 4 + 6 + len(STATISTICS)

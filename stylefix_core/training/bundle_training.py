@@ -25,6 +25,7 @@ from stylefix_core.training.detector import (
     DetectorTrainConfig,
     calibrate,
     fit_embedding,
+    reencoded,
     train_autoencoder,
     train_damage_classifier,
 )
@@ -94,7 +95,8 @@ def train_bundle(
         reference, cfg.detector, device, _checkpoint(checkpoint_dir, "autoencoder")
     )
     embedding = fit_embedding(reference, device, seed=cfg.seed)
-    damage = train_damage_classifier(reference, cfg.detector, device)
+    jpeg_inputs = _apply(styled.generator, reencoded(fit_content, cfg.detector), device)
+    damage = train_damage_classifier(reference, cfg.detector, device, jpeg_inputs)
     corrector = train_corrector(
         reference, cfg.corrector, device, _checkpoint(checkpoint_dir, "corrector")
     )
@@ -190,7 +192,7 @@ def retrain_detector(
     fit, held = split_reference(reference, cfg.seed)
     autoencoder = train_autoencoder(fit, cfg, device)
     embedding = fit_embedding(fit, device, seed=cfg.seed)
-    damage = train_damage_classifier(fit, cfg, device)
+    damage = train_damage_classifier(fit, cfg, device, reencoded(fit, cfg))
     calibration = calibrate(
         autoencoder,
         bundle.discriminator.to(device),

@@ -35,6 +35,9 @@ class DetectorTrainConfig:
     damage_steps: int = 1500
     damage_lr: float = 1e-2
     damage_weight_decay: float = 1e-2
+    # Good images re-encoded as JPEG at quality 95 down to 90 (4:4:4): the
+    # ``jpeg_blocking`` injector's lowest severities, what catalogs often hold.
+    damage_clean_jpeg: tuple[float, float] = (0.0, 0.055)
 
 
 def train_autoencoder(
@@ -63,14 +66,32 @@ def train_autoencoder(
     return model.eval().requires_grad_(False)
 
 
+def reencoded(images: list[torch.Tensor], cfg: DetectorTrainConfig) -> list[torch.Tensor]:
+    """Each image re-encoded as a high-quality JPEG (``cfg.damage_clean_jpeg``), seeded."""
+    generator = torch.Generator().manual_seed(cfg.seed + 4)
+    low, high = cfg.damage_clean_jpeg
+    jpeg = inject.get_injector("jpeg_blocking")
+    return [
+        jpeg(image, low + (high - low) * float(torch.rand(1, generator=generator)), generator)
+        for image in images
+    ]
+
+
 def train_damage_classifier(
-    reference: list[torch.Tensor], cfg: DetectorTrainConfig, device: torch.device
+    reference: list[torch.Tensor],
+    cfg: DetectorTrainConfig,
+    device: torch.device,
+    also_clean: list[torch.Tensor] | None = None,
 ) -> DamageClassifier:
     """Tell reference images from copies damaged by the training kinds, by signature.
 
     Each damaged copy gets one random training kind (never a held-out one) at
-    a random severity; the two classes are weighted equally. Full-batch Adam
-    on a few thousand 37-dimensional vectors takes seconds, so there is no
+    a random severity. ``also_clean`` are more good images, not fitted to
+    elsewhere: high-quality JPEG versions of the references, without which
+    the classifier reads the faint rounding of every quality-95 JPEG in a
+    catalog as damage (3 of the 9 clean JPEG assets of the sample catalog
+    were flagged so). The two classes are weighted equally. Full-batch Adam
+    on a few thousand 38-dimensional vectors takes seconds, so there is no
     checkpoint to resume from. The logit is calibrated afterwards like every
     other detector, on held-out reference images.
     """
@@ -81,9 +102,11 @@ def train_damage_classifier(
         for _ in range(cfg.damage_copies)
         for image in reference
     ]
-    clean_sig, damaged_sig = _signatures(reference, device), _signatures(damaged, device)
+    reference_sig = _signatures(reference, device)
+    clean_sig = torch.cat([reference_sig, _signatures(list(also_clean or []), device)])
+    damaged_sig = _signatures(damaged, device)
     model = DamageClassifier(SIGNATURE_DIM, cfg.damage_hidden).to(device)
-    model.fit_standardisation(clean_sig)
+    model.fit_standardisation(reference_sig)
     x = torch.cat([clean_sig, damaged_sig])
     y = torch.cat([torch.zeros(len(clean_sig)), torch.ones(len(damaged_sig))]).to(device)
     weight = torch.where(y > 0, 1.0, len(damaged_sig) / len(clean_sig))
@@ -104,7 +127,7 @@ def _signatures(images: list[torch.Tensor], device: torch.device) -> torch.Tenso
     """Signatures one image at a time: reference images may differ in size."""
     with torch.inference_mode():
         rows = [signature(image[None].to(device)) for image in images]
-    return torch.cat(rows).clone()
+    return torch.cat(rows).clone() if rows else torch.zeros(0, SIGNATURE_DIM, device=device)
 
 
 def _stack_stats(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
