@@ -127,3 +127,27 @@ def test_out_of_memory_on_a_gpu_batch_retries_smaller_and_loses_nothing():
     assert all(isinstance(o, ImageResult) for o in outcomes) and len(outcomes) == 8
     assert sizes[0] == 8 and max(sizes[1:]) <= 4 and all(o.device == "cuda" for o in outcomes)
     assert np.stack([o.output for o in outcomes]).dtype == np.uint8
+
+
+@needs_cuda
+def test_statistics_and_the_damage_classifier_score_on_cuda_as_on_cpu():
+    """The networks run under float16 autocast on CUDA; the statistics and the
+    damage classifier over them must not, or their calibration (fitted in
+    float32) is off on GPU workers."""
+    from stylefix_core.bundle import load_bundle
+    from stylefix_core.device import inference_context
+    from stylefix_core.scoring.scorer import NETWORK_DETECTORS, Scorer
+
+    bundle = load_bundle("")
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    raw = {}
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        for network in bundle.networks().values():
+            network.to(device)
+        scorer = Scorer.for_bundle(bundle)
+        with inference_context(device):
+            target = scorer.colour_target(None, 2, device)
+            raw[device.type] = scorer.raw(x.to(device), target)
+    for d, value in raw["cpu"].items():
+        if d not in NETWORK_DETECTORS:
+            torch.testing.assert_close(raw["cuda"][d].cpu(), value, rtol=1e-3, atol=1e-3, msg=d)

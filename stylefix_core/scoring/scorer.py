@@ -44,6 +44,13 @@ REASONS = {
 }
 
 
+# Detectors that run a network under the engine's float16 autocast on CUDA; the
+# rest are statistics (and the damage classifier over them), computed in
+# float32 everywhere: their calibration was fitted in float32, and a local
+# variance taken as a difference of float16 means is noise in flat areas.
+NETWORK_DETECTORS = frozenset({"embedding", "reference_colour", "autoencoder", "discriminator"})
+
+
 # Detectors where a departure either way from the reference is an anomaly: the
 # discriminator's logit on healthy outputs sits in a band, and images that are
 # "more real than real" to it are as off-style as those it rejects.
@@ -114,7 +121,9 @@ class Scorer:
         style's typical shift (style mode) or the reference set (qa mode)."""
         cal = self.calibration
         if content is not None:
-            return colour.colour_stats(content) + torch.tensor(cal.style_shift, device=device)
+            with torch.autocast(device.type, enabled=False):  # a statistic: float32
+                stats = colour.colour_stats(content.float())
+            return stats + torch.tensor(cal.style_shift, device=device)
         return torch.tensor(cal.reference_stats, device=device).expand(n, -1)
 
     def raw(self, x: torch.Tensor, colour_target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -152,7 +161,11 @@ class Scorer:
         }
         values: dict[str, torch.Tensor] = {}
         for d in self.detectors:
-            values[d] = compute[d]()
+            if d in NETWORK_DETECTORS:
+                values[d] = compute[d]()
+                continue
+            with torch.autocast(x.device.type, enabled=False):
+                values[d] = compute[d]()
         return values
 
     def normalise(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
