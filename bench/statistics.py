@@ -29,6 +29,7 @@ from stylefix_core.training.data import to_tensor
 from stylefix_core.training.detector import (
     DetectorTrainConfig,
     fit_embedding,
+    reencoded,
     train_damage_classifier,
 )
 
@@ -55,7 +56,8 @@ def table(per_kind: int) -> str:
     bundle = load_bundle("")
     fit, _ = split_reference([to_tensor(r) for r in eval_set.reference])
     embedding = fit_embedding(fit, CPU)
-    damage = train_damage_classifier(fit, DetectorTrainConfig(), CPU)
+    cfg = DetectorTrainConfig()
+    damage = train_damage_classifier(fit, cfg, CPU, reencoded(fit, cfg))
     scorer = Scorer(
         bundle.autoencoder,
         bundle.discriminator,
