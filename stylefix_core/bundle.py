@@ -228,6 +228,13 @@ def parse_manifest(text: str) -> Manifest:
     missing = [r for r in MODEL_ROLES if r not in models_raw and r not in LATER_ROLES]
     if missing:
         raise BundleError(f"manifest models: missing {missing}")
+    calibration = _parse_calibration(_require(data, "calibration", dict, "top level"))
+    absent = [r for r in LATER_ROLES if r not in models_raw]
+    if absent and calibration.statistics_revision == STATISTICS_REVISION:
+        raise BundleError(
+            f"manifest models: missing {absent}, which a calibration of statistics "
+            f"revision {STATISTICS_REVISION} scores with"
+        )
     models = {}
     for role in (r for r in MODEL_ROLES if r in models_raw):
         entry = models_raw[role]
@@ -255,7 +262,7 @@ def parse_manifest(text: str) -> Manifest:
         version=_require(data, "version", str, "top level"),
         training_data_fingerprint=_require(data, "training_data_fingerprint", str, "top level"),
         models=models,
-        calibration=_parse_calibration(_require(data, "calibration", dict, "top level")),
+        calibration=calibration,
         created_by=str(data.get("created_by", "stylefix")),
         training=dict(data.get("training", {})),
     )

@@ -156,6 +156,10 @@ def test_a_bundle_from_before_the_damage_classifier_loads_and_must_be_retrained_
     manifest = json.loads((folder / "manifest.json").read_text())
     del manifest["models"]["damage"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="missing \\['damage'\\]"):
+        load_bundle(str(folder))  # a current calibration scores with it
+    manifest["calibration"]["statistics_revision"] = 5  # as written before it existed
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     older = load_bundle(str(folder))
     assert older.damage is None and "damage" not in older.networks()
     with pytest.raises(BundleError, match="retrain its detector"):

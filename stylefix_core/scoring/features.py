@@ -189,9 +189,7 @@ def blocking(x: torch.Tensor, block: int = 8) -> torch.Tensor:
 def _luma_steps(x: torch.Tensor, full_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Absolute luma steps along rows (N, H, W-1) and along columns, transposed
     (N, W, H-1), with luma running from 0 to ``full_scale``."""
-    y = luma(x.float())[:, 0]
-    if full_scale != 1.0:
-        y = y * full_scale
+    y = luma(x.float())[:, 0] * full_scale  # exact for 1.0
     rows = (y[:, :, 1:] - y[:, :, :-1]).abs()
     cols = (y[:, 1:, :] - y[:, :-1, :]).abs().transpose(1, 2)
     return rows, cols
