@@ -36,11 +36,27 @@ def test_real_photos_load_and_tile():
     assert len(patches) == 64 and patches[0][1].shape == (64, 64, 3)
 
 
-def test_eval_set_injects_every_kind_into_the_same_patches():
-    eval_set = build_eval_set(EvalConfig(per_kind=3, kinds=("noise", "blur")))
+def test_eval_set_injects_every_kind_visibly_into_the_first_test_patches():
+    eval_set = build_eval_set(EvalConfig(per_kind=4, kinds=("noise", "banding")))
     kinds = [t.kind for t in eval_set.test]
-    assert kinds.count("noise") == kinds.count("blur") == 3
-    clean_keys = {t.key.split("/", 1)[1] for t in eval_set.test if t.kind == "clean"}
-    assert {t.key.split("/", 1)[1] for t in eval_set.test if t.kind == "noise"} <= clean_keys
-    assert not any(np.array_equal(t.image, t.clean) for t in eval_set.test if t.kind != "clean")
+    assert kinds.count("noise") == kinds.count("banding") == 4
+    clean_keys = [t.key.split("/", 1)[1] for t in eval_set.test if t.kind == "clean"]
+    for kind in ("noise", "banding"):
+        keys = [t.key.split("/", 1)[1] for t in eval_set.test if t.kind == kind]
+        scanned = clean_keys[: 4 + eval_set.invisible[kind]]
+        assert set(keys) <= set(scanned) and keys == [k for k in scanned if k in keys]
+    damaged = [t for t in eval_set.test if t.kind != "clean"]
+    assert all(psnr(t.image, t.clean) < 40.0 for t in damaged)
+    assert eval_set.invisible["noise"] == 0
     assert len(eval_set.reference) > len(clean_keys)
+
+
+def test_injections_that_change_nothing_visible_are_passed_over():
+    """Banding leaves a patch without smooth gradients as it was: such a patch
+    is no anomaly, and the eval set takes the next one instead."""
+    loose = build_eval_set(EvalConfig(per_kind=12, kinds=("banding",), visible_below_db=101.0))
+    strict = build_eval_set(EvalConfig(per_kind=12, kinds=("banding",)))
+    faint = [t for t in loose.test if t.kind == "banding" and psnr(t.image, t.clean) >= 40.0]
+    assert faint and loose.invisible["banding"] == 0
+    assert strict.invisible["banding"] >= len(faint)
+    assert {t.key for t in faint}.isdisjoint(t.key for t in strict.test)

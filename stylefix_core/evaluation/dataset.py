@@ -13,6 +13,7 @@ import torch
 
 from stylefix_core import inject
 from stylefix_core.device import to_pixels
+from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.imaging import encode_image
 from stylefix_core.training.data import to_tensor
@@ -26,6 +27,11 @@ class EvalConfig:
     per_kind: int = 40
     severity: tuple[float, float] = (0.4, 1.0)
     kinds: tuple[str, ...] = tuple(inject.INJECTORS)
+    # An injection is a test anomaly only if it is visible: below this PSNR
+    # against its clean patch. Banding leaves a patch with no smooth gradient
+    # untouched, and texture loss one with no texture; above about 40 dB the
+    # change is a level or two of rounding that no one would call damage.
+    visible_below_db: float = 40.0
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,16 @@ class TestImage:
 class EvalSet:
     reference: list[np.ndarray]
     test: list[TestImage]
+    # Per kind, how many injections were passed over as invisible.
+    invisible: dict[str, int]
 
 
 def build_eval_set(cfg: EvalConfig) -> EvalSet:
-    """Patches split at random (seeded) into reference and test; every kind is
-    injected into the same ``per_kind`` test patches so kinds are compared on
-    equal content, and every clean test patch is a negative."""
+    """Patches split at random (seeded) into reference and test; every clean
+    test patch is a negative. Each kind is injected into the test patches in
+    one fixed order, passing over the injections that leave a patch visibly
+    unchanged, until ``per_kind`` are damaged: the kinds share most of their
+    patches, and no kind is judged on damage that is not there."""
     patches = grid_patches(load_photos(), cfg.patch)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(patches))
@@ -54,15 +64,30 @@ def build_eval_set(cfg: EvalConfig) -> EvalSet:
     reference = [patches[i][1] for i in order[:cut]]
     held = [patches[i] for i in order[cut:]]
     test = [TestImage(f"clean/{name}", "clean", 0.0, img, img) for name, img in held]
+    invisible = {}
     for k, kind in enumerate(cfg.kinds):
-        generator = torch.Generator().manual_seed(cfg.seed * 1000 + k)
-        for name, img in held[: cfg.per_kind]:
-            severity = float(rng.uniform(*cfg.severity))
-            damaged = inject.get_injector(kind)(to_tensor(img), severity, generator)
-            test.append(
-                TestImage(f"{kind}/{name}", kind, severity, to_pixels(damaged[None])[0], img)
-            )
-    return EvalSet(reference, test)
+        damaged, invisible[kind] = _visibly_damaged(held, kind, k, cfg)
+        test += damaged
+    return EvalSet(reference, test, invisible)
+
+
+def _visibly_damaged(
+    held: list[tuple[str, np.ndarray]], kind: str, index: int, cfg: EvalConfig
+) -> tuple[list[TestImage], int]:
+    """Up to ``per_kind`` visible injections of ``kind``, and how many were invisible."""
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + index)
+    severities = np.random.default_rng([cfg.seed, index])
+    damaged, passed_over = [], 0
+    for name, img in held:
+        if len(damaged) == cfg.per_kind:
+            break
+        severity = float(severities.uniform(*cfg.severity))
+        pixels = to_pixels(inject.get_injector(kind)(to_tensor(img), severity, generator)[None])[0]
+        if psnr(pixels, img) >= cfg.visible_below_db:
+            passed_over += 1
+            continue
+        damaged.append(TestImage(f"{kind}/{name}", kind, severity, pixels, img))
+    return damaged, passed_over
 
 
 def write_tar(path: Path, items: list[tuple[str, np.ndarray]]) -> None:
