@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -166,7 +167,8 @@ def calibrate(
     and its upper tail (98th percentile) look like a unit normal's; equalising
     the tails keeps one heavy-tailed detector from owning the whole
     false-positive budget of the max-combined score. The threshold is the
-    (1 - target_fpr) quantile of the combined score on the held-out images.
+    (1 - target_fpr) quantile of the combined score on the held-out images,
+    estimated by ``tail_quantile``.
     """
     stats = _stack_stats(reference_fit, device)
     provisional = Calibration(
@@ -184,7 +186,7 @@ def calibrate(
     fitted = {d: _robust_scale(raw[d], two_sided=d in TWO_SIDED) for d in detectors}
     z = normalise(raw, fitted)
     combined = torch.stack([z[d] for d in detectors], 1).amax(1)
-    threshold = float(torch.quantile(combined, 1.0 - target_fpr))
+    threshold = tail_quantile(combined, 1.0 - target_fpr)
     measured = float((combined > threshold).float().mean())
     return Calibration(
         **{
@@ -194,6 +196,37 @@ def calibrate(
             "measured_false_positive_rate": measured,
         }
     )
+
+
+# Below this many held-out images beyond the threshold, it is read off a fitted tail.
+EMPIRICAL_TAIL_COUNT = 10
+# The share of the highest scores the tail is fitted to.
+TAIL_SHARE = 0.2
+
+
+def tail_quantile(scores: torch.Tensor, level: float) -> float:
+    """The ``level`` quantile of ``scores``, from an exponential fit to their upper tail
+    where too few scores lie beyond it to read it off.
+
+    A 1 % false-positive target on a hundred held-out images puts the
+    threshold between the two highest, so one image more or less moves it by
+    a whole unit: across splits of the quality benchmark the same detector
+    had 0.5 % to 6.8 % false positives on clean test images. Above the 80th
+    percentile the combined score (a maximum of z-scores) falls off like an
+    exponential, whose scale is the mean excess over that percentile; that
+    uses the top fifth of the images instead of the top one or two. With
+    ``EMPIRICAL_TAIL_COUNT`` or more images beyond the quantile, it is read
+    off the data as it is.
+    """
+    values = scores.double().flatten()
+    beyond = len(values) * (1.0 - level)
+    if beyond >= EMPIRICAL_TAIL_COUNT or level <= 1.0 - TAIL_SHARE:
+        return float(torch.quantile(values, level))
+    start = torch.quantile(values, 1.0 - TAIL_SHARE)
+    excess = values[values > start] - start
+    if len(excess) < 2 or level >= 1.0:  # nothing to fit, or no false positive allowed
+        return float(values.max())
+    return float(start + excess.mean() * math.log(TAIL_SHARE / (1.0 - level)))
 
 
 def _robust_scale(values: torch.Tensor, two_sided: bool) -> DetectorCalibration:
