@@ -143,6 +143,9 @@ def test_a_fix_that_may_explain_a_flag_must_move_its_witness():
     assert worth_keeping(2.0, 6.0, 6.0, 3.2, Eligibility.IF_IT_CLEARS, witness_dropped=True)
     assert not worth_keeping(2.0, 6.0, 6.0, 3.2, Eligibility.IF_IT_CLEARS, witness_dropped=False)
     assert set(WITNESSES) <= set(MAY_EXPLAIN) and set(WITNESSES.values()) <= set(DETECTORS)
+    # and where it answers the flag itself: a sky recoloured towards the
+    # references' average clears "colour" without its colours growing typical
+    assert not worth_keeping(2.0, 6.0, 6.0, 3.2, Eligibility.YES, witness_dropped=False)
 
     def scores(reference_colour: list[float]) -> ScoreBatch:
         z = {
