@@ -22,6 +22,7 @@ from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
 from stylefix_core.training.data import fingerprint
 from stylefix_core.training.detector import (
+    THRESHOLD_METHOD,
     DetectorTrainConfig,
     calibrate,
     fit_embedding,
@@ -34,8 +35,9 @@ from stylefix_core.training.style import StyleTrainConfig, train_style
 log = logging.getLogger(__name__)
 
 # Part of every bundle version: the same data and settings calibrated for a
-# different set of detectors, or other definitions of them, is a different bundle.
-CALIBRATED = repr(DETECTOR_NAMES) + f"r{STATISTICS_REVISION}"
+# different set of detectors, other definitions of them or another way of
+# setting the threshold is a different bundle.
+CALIBRATED = repr(DETECTOR_NAMES) + f"r{STATISTICS_REVISION}" + THRESHOLD_METHOD
 # Share of the reference images a detector is calibrated on rather than fitted to.
 DETECTOR_HELD_OUT = 0.33
 
