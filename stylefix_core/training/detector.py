@@ -213,11 +213,11 @@ def tail_quantile(scores: torch.Tensor, level: float) -> float:
 
     A 1 % false-positive target on a hundred held-out images puts the
     threshold between the two highest, so one image more or less moves it by
-    a whole unit: across three splits of the quality benchmark the same
-    detector let through 0.5 % to 6.8 % of clean test images. Above the 80th
-    percentile the combined score (a maximum of z-scores) falls off like an
-    exponential, whose scale is the mean excess over that percentile: a fit
-    that rests on the top fifth of the images instead of the top one or two.
+    a whole unit: across three splits of the quality benchmark, thresholds
+    read off the data let through 1.0 % to 6.8 % of clean test images. Above
+    the 80th percentile the combined score (a maximum of z-scores) falls off
+    like an exponential, whose scale is the mean excess over that percentile:
+    a fit that rests on the top fifth of the images, not the top one or two.
     Taking the higher of the two keeps the held-out images themselves within
     the target where the tail is heavier than the fit. With
     ``EMPIRICAL_TAIL_COUNT`` or more images beyond the quantile, it is read
