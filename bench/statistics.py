@@ -4,7 +4,7 @@ The quality benchmark judges the combined score; before a detector changes,
 what matters is how its raw value ranks damaged patches of each kind against
 clean ones, and what share of them lies above the clean patches' 99th
 percentile (roughly what a calibrated maximum at a 1 % false-positive target
-can flag). Same photographs, split and injections as ``make eval``; raw values
+can flag). Same photographs, injections and first split as ``make eval``; raw values
 need no calibration. The reference embedding and the damage classifier are fitted to the part
 of the benchmark's reference patches that ``make eval`` fits them to (seconds);
 the autoencoder and discriminator are the default bundle's as shipped. Takes
@@ -82,7 +82,7 @@ def table(per_kind: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.statistics", description=__doc__)
-    parser.add_argument("--per-kind", type=int, default=40, help="damaged test images per kind")
+    parser.add_argument("--per-kind", type=int, default=80, help="damaged test images per kind")
     args = parser.parse_args(argv)
     print(table(args.per_kind))
     return 0
