@@ -86,8 +86,8 @@ def train_eval_bundle(eval_set: EvalSet, folder: Path, steps_scale: float) -> st
 def run_stylefix(eval_set: EvalSet, bundle_url: str, folder: Path) -> dict[str, Outcome]:
     """The real job, qa mode, FnApiRunner, once per kind; outcomes read back from its outputs.
 
-    One job per kind because every kind damages the same test patches: a single
-    job over all of them would see each patch under fourteen keys, and the
+    One job per kind because the kinds damage mostly the same test patches: a
+    single job over all of them would see each patch under fourteen keys, and the
     run-collapse check would (rightly) flag those near-duplicates, which says
     nothing about the detector. Within a kind every patch is different content.
     """
@@ -255,16 +255,19 @@ def split_header(split: Split) -> str:
     )
 
 
-def summary_table(name: str, splits: list[dict[str, dict[str, float]]]) -> str:
-    """Mean [min, max] over the splits of each kind's AUROC, share flagged and PSNR gain."""
+def summary_table(name: str, splits: dict[int, dict[str, dict[str, float]]]) -> str:
+    """Mean [min, max] over the splits (by seed) of each kind's AUROC, share
+    flagged and PSNR gain; "(n of N)" where only n splits have a value."""
 
     def spread(values: list[float], fmt: str) -> str:
-        values = [v for v in values if np.isfinite(v)]
-        if not values:
+        finite = [v for v in values if np.isfinite(v)]
+        if not finite:
             return "n/a"
-        return f"{np.mean(values):{fmt}} [{min(values):{fmt}}, {max(values):{fmt}}]"
+        cell = f"{np.mean(finite):{fmt}} [{min(finite):{fmt}}, {max(finite):{fmt}}]"
+        return cell if len(finite) == len(splits) else f"{cell} ({len(finite)} of {len(splits)})"
 
-    kinds = [k for k in splits[0] if k != "clean"]
+    kinds = list(dict.fromkeys(k for rows in splits.values() for k in rows if k != "clean"))
+    nan = {"auroc": float("nan"), "flagged": float("nan"), "psnr_after": float("nan")}
     lines = [
         f"### {name}: {len(splits)} splits, mean [min, max]",
         "",
@@ -272,18 +275,18 @@ def summary_table(name: str, splits: list[dict[str, dict[str, float]]]) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for kind in kinds:
-        rows = [s[kind] for s in splits]
+        rows = [{"psnr_before": 0.0, **nan, **s.get(kind, {})} for s in splits.values()]
         lines.append(
             f"| {kind} | {'yes' if kind in inject.HELD_OUT_KINDS else ''} "
             f"| {spread([r['auroc'] for r in rows], '.3f')} "
             f"| {spread([r['flagged'] for r in rows], '.2f')} "
             f"| {spread([r['psnr_after'] - r['psnr_before'] for r in rows], '+.2f')} |"
         )
-    fpr = [s["clean"]["fpr"] for s in splits]
+    fpr = [s["clean"]["fpr"] for s in splits.values()]
     lines += [
         "",
         f"False-positive rate at the threshold: {spread(fpr, '.3f')}",
-        *[f"split {i}: {_target_lines(s)}" for i, s in enumerate(splits)],
+        *[f"split {seed}: {_target_lines(s)}" for seed, s in splits.items()],
     ]
     return "\n".join(lines)
 
@@ -315,9 +318,9 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(BASELINE, split.baseline))
             print(flush=True)
     print("## All splits\n")
-    print(summary_table(LEARNED, [s.learned for s in splits]))
+    print(summary_table(LEARNED, {s.seed: s.learned for s in splits}))
     print()
-    print(summary_table(BASELINE, [s.baseline for s in splits]))
+    print(summary_table(BASELINE, {s.seed: s.baseline for s in splits}))
     print(f"\ntotal {time.monotonic() - started:.0f}s")
     return 0
 

@@ -66,3 +66,20 @@ def test_the_detector_table_has_every_kind_and_detector():
     rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[4:]}
     assert set(rows) == set(INJECTORS)
     assert all(row.count(" / ") == len(DETECTORS) for row in rows.values())
+
+
+def test_the_quality_summary_names_splits_by_seed_and_counts_missing_values():
+    from bench.quality import summary_table
+
+    def rows(auroc: float) -> dict[str, float]:
+        return {"auroc": auroc, "flagged": 0.5, "psnr_before": 20.0, "psnr_after": 21.0}
+
+    splits = {
+        3: {"noise": rows(0.9), "blur": rows(0.7), "clean": {"fpr": 0.01}},
+        5: {"noise": rows(1.0), "clean": {"fpr": 0.03}},
+    }
+    table = summary_table("method", splits)
+    assert "| noise |  | 0.950 [0.900, 1.000] | 0.50 [0.50, 0.50] | +1.00 [+1.00, +1.00] |" in table
+    assert "| blur |  | 0.700 [0.700, 0.700] (1 of 2) |" in table
+    assert "False-positive rate at the threshold: 0.020 [0.010, 0.030]" in table
+    assert "\nsplit 3: " in table and "\nsplit 5: " in table

@@ -4,6 +4,7 @@ with anomalies injected into copies of the test patches."""
 from __future__ import annotations
 
 import io
+import logging
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,15 @@ from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.imaging import encode_image
 from stylefix_core.training.data import to_tensor
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class EvalConfig:
     patch: int = 64
     seed: int = 0
     reference_fraction: float = 0.6
-    per_kind: int = 40
+    per_kind: int = 80
     severity: tuple[float, float] = (0.4, 1.0)
     kinds: tuple[str, ...] = tuple(inject.INJECTORS)
     # An injection is a test anomaly only if it is visible: below this PSNR
@@ -55,8 +58,9 @@ def build_eval_set(cfg: EvalConfig) -> EvalSet:
     """Patches split at random (seeded) into reference and test; every clean
     test patch is a negative. Each kind is injected into the test patches in
     one fixed order, passing over the injections that leave a patch visibly
-    unchanged, until ``per_kind`` are damaged: the kinds share most of their
-    patches, and no kind is judged on damage that is not there."""
+    unchanged, until ``per_kind`` are damaged (or the test patches run out,
+    which is logged): the kinds share most of their patches, and no kind is
+    judged on damage that is not there."""
     patches = grid_patches(load_photos(), cfg.patch)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(patches))
@@ -87,6 +91,14 @@ def _visibly_damaged(
             passed_over += 1
             continue
         damaged.append(TestImage(f"{kind}/{name}", kind, severity, pixels, img))
+    if len(damaged) < cfg.per_kind:
+        log.warning(
+            "%s: only %d of %d test patches visibly damaged (%d passed over)",
+            kind,
+            len(damaged),
+            cfg.per_kind,
+            passed_over,
+        )
     return damaged, passed_over
 
 

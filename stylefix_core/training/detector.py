@@ -202,7 +202,8 @@ def calibrate(
 EMPIRICAL_TAIL_COUNT = 10
 # The share of the highest scores the tail is fitted to.
 TAIL_SHARE = 0.2
-# Names the way thresholds are set, for bundle versions.
+# Names the way thresholds are set, for bundle versions: rename it whenever
+# ``tail_quantile`` changes, so that a bundle set another way is another version.
 THRESHOLD_METHOD = f"tail{TAIL_SHARE}/{EMPIRICAL_TAIL_COUNT}"
 
 
@@ -218,14 +219,18 @@ def tail_quantile(scores: torch.Tensor, level: float) -> float:
     the 80th percentile the combined score (a maximum of z-scores) falls off
     like an exponential, whose scale is the mean excess over that percentile:
     a fit that rests on the top fifth of the images, not the top one or two.
-    Taking the higher of the two keeps the held-out images themselves within
-    the target where the tail is heavier than the fit. With
-    ``EMPIRICAL_TAIL_COUNT`` or more images beyond the quantile, it is read
-    off the data as it is.
+    Taking the higher of the two keeps the threshold where the held-out
+    images put it when their tail is heavier than the fit (the reading
+    interpolates between two scores, so one image over the target may pass).
+    With ``EMPIRICAL_TAIL_COUNT`` or more images beyond the quantile, it is
+    read off the data as it is. A score that is not finite is an error: it
+    would make the threshold NaN, and a NaN threshold flags nothing.
     """
     values = scores.double().flatten()
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError("held-out scores must be finite to set a threshold")
     empirical = float(torch.quantile(values, level))
-    beyond = len(values) * (1.0 - level)
+    beyond = round(len(values) * (1.0 - level), 6)
     if beyond >= EMPIRICAL_TAIL_COUNT or level <= 1.0 - TAIL_SHARE:
         return empirical
     start = torch.quantile(values, 1.0 - TAIL_SHARE)
