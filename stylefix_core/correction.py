@@ -186,9 +186,10 @@ def choose_corrections(
     is kept only if it lowers the score by ``MIN_IMPROVEMENT`` below the best so
     far and passes ``worth_keeping``: a candidate with a witness must make it
     drop; an ``IF_IT_CLEARS`` candidate must leave the image unflagged; any
-    other must leave it unflagged, or remove the faults it answers and leave it just over the
-    threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``; and a
-    sharpening fix must not bring out other faults (``brings_out``).
+    other must leave it unflagged, or remove the faults it answers and leave
+    it just over the threshold, or lower its score by
+    ``MIN_PARTIAL_IMPROVEMENT``; and a sharpening fix must not bring out other
+    faults (``brings_out``).
     """
     best, after = y.clone(), before.score.clone()
     names = [""] * y.shape[0]
