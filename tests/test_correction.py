@@ -17,6 +17,7 @@ from stylefix_core.correction import (
     Eligibility,
     answered_faults_gone,
     brings_out,
+    changed_visibly,
     deblur,
     denoise,
     eligibility,
@@ -188,3 +189,17 @@ def test_a_sharpening_fix_may_not_bring_out_noise_or_grid_steps():
     assert not brings_out("deblur", before, 1, after, 1)
     assert not brings_out("deblur", before, 2, after, 2)  # already there: not brought out
     assert not brings_out("denoise", before, 0, after, 0)  # smoothing brings out no steps
+
+
+def test_only_a_visible_change_counts_as_a_correction(photo_patches):
+    """A level or two of change (about 48 dB) is no repair, however it moves
+    the score; denoising a noisy patch (under 30 dB) is."""
+    clean = torch.stack([to_tensor(p) for p in photo_patches[:2]])
+    one_level = (clean + 1.0 / 255.0).clamp(0.0, 1.0)
+    noisy = inject.inject(clean, "noise", 0.7, seed=0)
+    assert not changed_visibly(clean, one_level).any()
+    assert not changed_visibly(clean, clean).any()
+    assert changed_visibly(noisy, denoise(noisy)).all()
+    # each image is judged on its own: one visible change among invisible ones
+    mixed = torch.stack([one_level[0], denoise(noisy)[1]])
+    assert changed_visibly(torch.stack([clean[0], noisy[1]]), mixed).tolist() == [False, True]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from stylefix_core import inject
+from stylefix_core.correction import VISIBLE_CHANGE_DB
 from stylefix_core.device import to_pixels
 from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.evaluation.photos import grid_patches, load_photos
@@ -33,8 +34,9 @@ class EvalConfig:
     # An injection is a test anomaly only if it is visible: below this PSNR
     # against its clean patch. Banding leaves a patch with no smooth gradient
     # untouched, and texture loss one with no texture; above about 40 dB the
-    # change is a level or two of rounding that no one would call damage.
-    visible_below_db: float = 40.0
+    # change is a level or two of rounding that no one would call damage. The
+    # job holds its corrections to the same bar.
+    visible_below_db: float = VISIBLE_CHANGE_DB
 
 
 @dataclass(frozen=True)
