@@ -123,9 +123,10 @@ MAY_EXPLAIN: dict[str, tuple[str, ...]] = {
 # falls under the threshold all the same. Nor does a blue sky that JPEG or
 # banding left a little off in its colour moments become more like the
 # nearest references when it is recoloured towards the reference set's
-# average, pink: on one split of the quality benchmark that cost two such
-# patches 12 and 7 dB, while no colour cast lost its fix to the rule. That
-# was measured in qa mode; in style mode the colour fix aims at the content's
+# average, pink: on one split of the quality benchmark, before qa mode aimed
+# colour fixes at the nearest references' colours, that cost two such patches
+# 12 and 7 dB, while no colour cast lost its fix to the rule. That was
+# measured in qa mode; in style mode the colour fix aims at the content's
 # colours moved by the style, and a cast the references' colours barely see
 # (``reference_colour`` already low) cannot drop a whole unit and is left.
 WITNESSES: dict[str, str] = {
@@ -182,31 +183,39 @@ def choose_corrections(
     scorer: Scorer,
     corrector: torch.nn.Module,
     candidates: Sequence[str] = tuple(CANDIDATES),
+    aim_at_neighbours: bool = False,
 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """Try each eligible candidate on the flagged images of ``y``.
+
+    Colour fixes aim at ``target``, the colour detector's own target, or with
+    ``aim_at_neighbours`` (qa mode, where that target is the reference set's
+    average) at the colours of each image's nearest references
+    (``Scorer.nearest_reference_colours``); rescoring always uses ``target``.
 
     Returns the images (corrected where a candidate was kept), the kept
     candidate's name per image ("" for none) and the scores after. A candidate
     is kept only if it changes the image visibly (``changed_visibly``), lowers
     the score by ``MIN_IMPROVEMENT`` below the best so far and passes
-    ``worth_keeping``: a candidate with a witness must make it
-    drop; an ``IF_IT_CLEARS`` candidate must leave the image unflagged; any
-    other must leave it unflagged, or remove the faults it answers and leave
-    it just over the threshold, or lower its score by
-    ``MIN_PARTIAL_IMPROVEMENT``; and a sharpening fix must not bring out other
-    faults (``brings_out``).
+    ``worth_keeping``: a candidate with a witness must make it drop; an
+    ``IF_IT_CLEARS`` candidate must leave the image unflagged; any other must
+    leave it unflagged, or remove the faults it answers and leave it just
+    over the threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``;
+    and a sharpening fix must not bring out other faults (``brings_out``).
     """
     best, after = y.clone(), before.score.clone()
     names = [""] * y.shape[0]
     flagged = (before.score > before.threshold).nonzero().flatten().tolist()
     reasons = {i: before.reasons(i) for i in flagged}
+    aim = target.clone()
+    if aim_at_neighbours and flagged:
+        aim[flagged] = scorer.nearest_reference_colours(y[flagged]).to(aim)
     for name in candidates:
         terms = {i: eligibility(name, reasons[i]) for i in flagged}
         eligible = [i for i in flagged if terms[i] is not Eligibility.NO]
         if not eligible:
             continue
         idx = torch.tensor(eligible, device=y.device)
-        candidate = CANDIDATES[name](y[idx], corrector, target[idx])
+        candidate = CANDIDATES[name](y[idx], corrector, aim[idx])
         rescored = scorer(candidate, target[idx])
         visible = changed_visibly(y[idx], candidate).tolist()
         for j, i in enumerate(eligible):
@@ -214,8 +223,12 @@ def choose_corrections(
             fixed = terms[i] is Eligibility.YES and answered_faults_gone(name, rescored, j)
             shown = witness_dropped(name, before, i, rescored, j)
             harmed = brings_out(name, before, i, rescored, j)
-            if visible[j] and not harmed and worth_keeping(
-                score, start, float(after[i]), before.threshold, terms[i], fixed, shown
+            if (
+                visible[j]
+                and not harmed
+                and worth_keeping(
+                    score, start, float(after[i]), before.threshold, terms[i], fixed, shown
+                )
             ):
                 best[i], after[i], names[i] = candidate[j], rescored.score[j], name
     return best, names, after

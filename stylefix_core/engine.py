@@ -169,7 +169,12 @@ class Engine:
             target = self.scorer.colour_target(content, len(images), self.device)
             before = self.scorer(y, target)
             best, names, after = choose_corrections(
-                y, target, before, self.scorer, self.bundle.corrector
+                y,
+                target,
+                before,
+                self.scorer,
+                self.bundle.corrector,
+                aim_at_neighbours=self.mode is Mode.QA,
             )
             hashes = [average_hash(p) for p in to_pixels(y)]
         return self._results(best, names, before, after, hashes, keep_input=self.mode is Mode.QA)

@@ -87,3 +87,25 @@ def test_the_reference_colour_distance_reads_the_colour_moments_of_the_descripto
     for kind in ("hue_shift", "colour_cast"):
         _, damaged = knn.distances(inject.inject(test, kind, 0.8, seed=0))
         assert float((damaged > colour).float().mean()) >= 0.85, kind
+
+
+def test_nearest_references_colours_are_closer_to_a_pictures_own_than_the_average():
+    """Where a colour fix aims in qa mode: for clean patches not in the
+    reference set, the colours of their nearest references lie nearer their
+    own colours than the references' average does (measured: 15 of 20), and
+    a reference finds itself among its neighbours."""
+    photos = grid_patches(load_photos(), 64)
+    reference = [to_tensor(p) for _, p in photos[::7][:60]]
+    knn = fit_embedding(reference, torch.device("cpu"))
+    test = torch.stack([to_tensor(p) for _, p in photos[3::11][:20]])
+    own = colour_stats(test)
+    with torch.inference_mode():
+        aim = knn.neighbour_colours(test)
+    average = colour_stats(torch.stack(reference)).mean(0)
+    nearer = (aim - own).norm(dim=1) < (average - own).norm(dim=1)
+    assert aim.shape == (20, COLOUR_DIMS)
+    assert float(nearer.float().mean()) >= 0.7
+    one = torch.stack(reference[:1])
+    with torch.inference_mode():
+        gap = (knn.neighbour_colours(one) - colour_stats(one)).norm()
+    assert gap < (average - colour_stats(one)[0]).norm()

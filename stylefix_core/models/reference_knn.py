@@ -87,6 +87,18 @@ class ReferenceKnn(nn.Module):
         colour = slice(query.shape[1] - COLOUR_DIMS, None)
         return self._knn(query, reference), self._knn(query[:, colour], reference[:, colour])
 
+    def neighbour_colours(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 6) colour moments (``colour_stats``) averaged over each image's k
+        nearest references by the whole descriptor: the colours a picture like
+        this one has in the reference set, where a colour fix should aim."""
+        query = (self.describe(x) - self.mean) / self.std
+        reference = self.reference.to(query.dtype)
+        k = min(self.k, reference.shape[0])
+        nearest = torch.cdist(query, reference).topk(k, dim=1, largest=False).indices
+        colour = slice(reference.shape[1] - COLOUR_DIMS, None)
+        moments = reference[:, colour] * self.std[colour] + self.mean[colour]
+        return moments[nearest].mean(1)
+
     def _knn(self, query: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         distances = torch.cdist(query, reference)
         k = min(self.k, reference.shape[0])

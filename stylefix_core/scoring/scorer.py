@@ -126,6 +126,21 @@ class Scorer:
             return stats + torch.tensor(cal.style_shift, device=device)
         return torch.tensor(cal.reference_stats, device=device).expand(n, -1)
 
+    def nearest_reference_colours(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 6) where a colour fix of ``x`` should aim in qa mode: the colours of
+        its nearest references, or the reference set's average without the
+        reference embedding (the classical baseline of the quality benchmark).
+
+        Not the average alone: a catalog has pictures of every colour, and
+        moving a blue sky towards the average of all references turns it
+        pink (on the quality benchmark that cost one banded sky 11 dB, and
+        aiming at the nearest references 0.5 dB).
+        """
+        if "embedding" not in self.detectors:
+            return self.colour_target(None, x.shape[0], x.device)
+        with torch.autocast(x.device.type, enabled=False):  # a statistic: float32
+            return self.embedding.neighbour_colours(x.float())
+
     def raw(self, x: torch.Tensor, colour_target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw values of the calibrated detectors, float32, shape (N,) each, on x's device."""
         x_net, x = x, x.float()
