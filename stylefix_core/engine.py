@@ -104,7 +104,8 @@ class Engine:
         first run did.
         """
         probe = np.random.default_rng(0).integers(0, 256, (WARM_UP_SIDE, WARM_UP_SIDE, 3))
-        self._process_same_size([probe.astype(np.uint8)])
+        # Engine's own pass, not an override's: a subclass is not set up yet.
+        Engine._process_same_size(self, [probe.astype(np.uint8)])
 
     def process(self, images: Sequence[np.ndarray]) -> list[Outcome]:
         """One outcome per input image, in input order."""
