@@ -93,13 +93,15 @@ class ReferenceKnn(nn.Module):
         this one has in the reference set, where a colour fix should aim."""
         query = (self.describe(x) - self.mean) / self.std
         reference = self.reference.to(query.dtype)
-        k = min(self.k, reference.shape[0])
-        nearest = torch.cdist(query, reference).topk(k, dim=1, largest=False).indices
+        nearest = self._nearest(query, reference).indices
         colour = slice(reference.shape[1] - COLOUR_DIMS, None)
         moments = reference[:, colour] * self.std[colour] + self.mean[colour]
         return moments[nearest].mean(1)
 
     def _knn(self, query: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        distances = torch.cdist(query, reference)
+        return self._nearest(query, reference).values.mean(1) / query.shape[1] ** 0.5
+
+    def _nearest(self, query: torch.Tensor, reference: torch.Tensor) -> torch.return_types.topk:
+        """Distances to and indices of the k nearest references, each (N, k)."""
         k = min(self.k, reference.shape[0])
-        return distances.topk(k, dim=1, largest=False).values.mean(1) / query.shape[1] ** 0.5
+        return torch.cdist(query, reference).topk(k, dim=1, largest=False)
