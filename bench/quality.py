@@ -38,10 +38,14 @@ from stylefix_core.evaluation.dataset import (
 from stylefix_core.evaluation.metrics import auroc, psnr, ssim
 from stylefix_core.imaging import decode_image
 from stylefix_core.scoring.scorer import STATISTIC_DETECTORS, Scorer
-from stylefix_core.training.bundle_training import retrain_corrector, retrain_detector
+from stylefix_core.training.bundle_training import (
+    retrain_corrector,
+    retrain_detector,
+    split_reference,
+)
 from stylefix_core.training.corrector import CorrectorTrainConfig
 from stylefix_core.training.data import to_tensor
-from stylefix_core.training.detector import DetectorTrainConfig, calibrate
+from stylefix_core.training.detector import Detectors, DetectorTrainConfig, calibrate
 
 STATISTICS = STATISTIC_DETECTORS
 CORRECTABLE = ("colour_cast", "noise", "jpeg_blocking", "checkerboard", "blur")
@@ -118,23 +122,25 @@ def _read_outcomes(output: Path) -> dict[str, Outcome]:
 
 
 def baseline_calibration(eval_set: EvalSet, bundle_url: str) -> Calibration:
-    """Statistics only, calibrated exactly like the learned detector."""
+    """Statistics only, calibrated exactly like the learned detector.
+
+    No statistic is fitted to any reference image, so the fitted part scores
+    out of sample as it is: every reference image counts in the threshold,
+    as with the learned detector's cross-fitting.
+    """
     bundle = load_bundle(bundle_url)
-    reference = [to_tensor(r) for r in eval_set.reference]
-    order = torch.randperm(len(reference), generator=torch.Generator().manual_seed(0)).tolist()
-    cut = int(len(reference) * 0.67)
-    fit, held = [reference[i] for i in order[:cut]], [reference[i] for i in order[cut:]]
+    fit, held = split_reference([to_tensor(r) for r in eval_set.reference])
+    detectors = Detectors(bundle.autoencoder, bundle.embedding, bundle.damage)
     return calibrate(
-        bundle.autoencoder,
+        detectors,
         bundle.discriminator,
-        bundle.embedding,
-        bundle.damage,
         fit,
         [(r, None) for r in held],
         [0.0] * 6,
         0.01,
         CPU,
         STATISTICS,
+        cross_fitted=[(detectors, [(r, None) for r in fit])],
     )
 
 

@@ -90,8 +90,9 @@ class Calibration:
     """How raw detector values become one anomaly score and a decision.
 
     ``threshold`` applies to the combined score (the largest detector z) and was
-    chosen so that ``target_false_positive_rate`` of held-out reference images
-    exceed it; ``measured_false_positive_rate`` is what that held-out set gave.
+    chosen so that ``target_false_positive_rate`` of reference images scored out
+    of sample (held out, or cross-fitted) exceed it; ``measured_false_positive_rate``
+    is what those images gave.
     ``reference_stats`` are colour statistics of the reference set (qa mode
     target); ``style_shift`` is how the style typically moves content colour
     statistics (style mode target). Both are 6-vectors, see scoring.features.

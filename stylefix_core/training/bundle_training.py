@@ -25,10 +25,9 @@ from stylefix_core.training.detector import (
     THRESHOLD_METHOD,
     DetectorTrainConfig,
     calibrate,
-    fit_embedding,
+    cross_fit,
     reencoded,
-    train_autoencoder,
-    train_damage_classifier,
+    train_detectors,
 )
 from stylefix_core.training.style import StyleTrainConfig, train_style
 
@@ -93,37 +92,40 @@ def train_bundle(
                 for r, c in zip(reference, fit_content, strict=True)
             ]
         )
-    autoencoder = train_autoencoder(
-        reference, cfg.detector, device, _checkpoint(checkpoint_dir, "autoencoder")
+    jpeg_fit = _apply(styled.generator, reencoded(fit_content, cfg.detector), device)
+    jpeg_held = _apply(styled.generator, reencoded(held_content, cfg.detector), device)
+    detectors = train_detectors(
+        reference, jpeg_fit, cfg.detector, device, _checkpoint(checkpoint_dir, "autoencoder")
     )
-    embedding = fit_embedding(reference, device, seed=cfg.seed)
-    jpeg_inputs = _apply(styled.generator, reencoded(fit_content, cfg.detector), device)
-    damage = train_damage_classifier(reference, cfg.detector, device, jpeg_inputs)
     corrector = train_corrector(
         reference, cfg.corrector, device, _checkpoint(checkpoint_dir, "corrector")
     )
-    held_out = [(r, c) for r, c in zip(held_reference, held_content, strict=True)] + [
-        (r, None) for r in held_reference
-    ]
+
+    def both_modes(images: list[torch.Tensor], contents: list[torch.Tensor]) -> list:
+        return [*zip(images, contents, strict=True), *((r, None) for r in images)]
+
+    folds = cross_fit(reference, jpeg_fit, held_reference, jpeg_held, cfg.detector, device)
     calibration = calibrate(
-        autoencoder,
+        detectors,
         styled.discriminator,
-        embedding,
-        damage,
         reference,
-        held_out,
+        both_modes(held_reference, held_content),
         shift.mean(0).tolist(),
         cfg.detector.target_false_positive_rate,
         device,
+        cross_fitted=[
+            (fitted, both_modes([reference[i] for i in idx], [fit_content[i] for i in idx]))
+            for fitted, idx in folds
+        ],
     )
     data_fingerprint = fingerprint(content + style, extra=repr(asdict(cfg)) + CALIBRATED)
     networks = {
         "generator": styled.generator,
         "discriminator": styled.discriminator,
-        "autoencoder": autoencoder,
-        "embedding": embedding,
+        "autoencoder": detectors.autoencoder,
+        "embedding": detectors.embedding,
         "corrector": corrector,
-        "damage": damage,
+        "damage": detectors.damage,
     }
     manifest = Manifest(
         name=cfg.name,
@@ -192,22 +194,25 @@ def retrain_detector(
     reference set of good images (qa mode); the generator, discriminator and
     corrector are kept."""
     fit, held = split_reference(reference, cfg.seed)
-    autoencoder = train_autoencoder(fit, cfg, device)
-    embedding = fit_embedding(fit, device, seed=cfg.seed)
-    damage = train_damage_classifier(fit, cfg, device, reencoded(fit, cfg))
+    fit_clean, held_clean = reencoded(fit, cfg), reencoded(held, cfg)
+    detectors = train_detectors(fit, fit_clean, cfg, device)
+    folds = cross_fit(fit, fit_clean, held, held_clean, cfg, device)
     calibration = calibrate(
-        autoencoder,
+        detectors,
         bundle.discriminator.to(device),
-        embedding,
-        damage,
         fit,
         [(r, None) for r in held],
         list(bundle.manifest.calibration.style_shift),
         cfg.target_false_positive_rate,
         device,
+        cross_fitted=[(fitted, [(fit[i], None) for i in idx]) for fitted, idx in folds],
     )
     note = {"detector": {"config": asdict(cfg), "reference_images": len(reference)}}
-    networks = {"autoencoder": autoencoder, "embedding": embedding, "damage": damage}
+    networks = {
+        "autoencoder": detectors.autoencoder,
+        "embedding": detectors.embedding,
+        "damage": detectors.damage,
+    }
     return _save_updated(bundle, out_url, networks, calibration, reference, note)
 
 

@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--reference", required=True, help="good images: shard URL, glob or folder")
     detector.add_argument(
-        "--fpr", type=float, default=0.01, help="target false-positive rate on held-out references"
+        "--fpr",
+        type=float,
+        default=0.01,
+        help="target false-positive rate on reference images the detectors never saw",
     )
     default = sub.add_parser("default", help="retrain the shipped default bundle")
     default.add_argument(
@@ -122,6 +125,6 @@ def main(argv: Sequence[str]) -> int:
     print(
         f"wrote bundle {manifest.version} ({manifest.style}) to {args.out}: threshold {cal.threshold:.3f} "
         f"for a {cal.target_false_positive_rate:.1%} false-positive target "
-        f"(held-out reference: {cal.measured_false_positive_rate:.1%})"
+        f"(reference images scored out of sample: {cal.measured_false_positive_rate:.1%})"
     )
     return 0
