@@ -9,6 +9,7 @@ recolouring a blurred one can lower its score without fixing anything.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from enum import Enum
 
@@ -16,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from stylefix_core import colour
-from stylefix_core.inject import gaussian_blur, separable_filter
+from stylefix_core.inject import gaussian_blur
 from stylefix_core.scoring.scorer import REASONS, ScoreBatch, Scorer
 
 # A correction must lower the score by at least this much (in calibrated z
-# units) below the best so far to be kept: a near-identity output that shaves
-# off a rounding error is not a correction.
+# units) to be kept: a near-identity output that shaves off a rounding error
+# is not a correction.
 MIN_IMPROVEMENT = 0.1
 # A correction that leaves the image flagged must lower its score by at least
 # this much from where it started. On the quality benchmark the corrections
@@ -83,10 +84,118 @@ def deblur(x: torch.Tensor) -> torch.Tensor:
     return estimate
 
 
+DEQUANTISE_SIGMA = 1.0
+
+
+def dequantise(x: torch.Tensor) -> torch.Tensor:
+    """Smooth, but keep every pixel within half a level step of its value.
+
+    A posterised channel kept only every n-th 8-bit level: the true value lay
+    within half that step of what is left, so a blur clamped to that interval
+    can fill the bands in without leaving what the image could have been.
+    The step is read off the channel's histogram: its range over the levels
+    it uses, one level on a natural image, where the clamp leaves nothing to
+    see. Measured on 80 posterised patches of the quality benchmark: +0.3 dB
+    against the clean originals, and 59 % of the flagged ones cleared, where
+    the denoiser lost 3.3 dB and cleared 42 %.
+    """
+    levels = (x.float().clamp(0.0, 1.0) * 255.0).round().flatten(2)
+    counts = torch.zeros(*levels.shape[:2], 256, device=x.device)
+    counts.scatter_add_(2, levels.long(), torch.ones_like(levels))
+    used = (counts > 0).sum(-1)
+    span = levels.amax(-1) - levels.amin(-1)
+    half_step = (span / (used - 1).clamp(min=1)).clamp(min=1.0) / (2.0 * 255.0)
+    half_step = half_step[..., None, None].to(x.dtype)
+    return torch.minimum(
+        torch.maximum(gaussian_blur(x, DEQUANTISE_SIGMA), x - half_step), x + half_step
+    )
+
+
+# Up-sampling by a stride of 2, once or twice, leaves a pattern that repeats
+# every 2 or 4 pixels: its energy sits at multiples of 1/4 cycle per pixel.
+CHECKERBOARD_PERIODS = (2, 4)
+# How far from such a frequency a coefficient counts as the pattern's, and the
+# width of the ring around it that shows the image's own level there, in
+# cycles per pixel (1.5 and 3 frequency bins of a 64 px image).
+NOTCH_RADIUS = 1.5 / 64
+NOTCH_RING = 3.0 / 64
+
+
 def remove_checkerboard(x: torch.Tensor) -> torch.Tensor:
-    """The separable [1, 2, 1] / 4 filter, whose response is exactly zero at the
-    period-2 frequency of a stride-2 up-sampling artifact and mild below it."""
-    return separable_filter(x, torch.tensor([0.25, 0.5, 0.25], dtype=x.dtype, device=x.device))
+    """Notch the periodic pattern out of the spectrum, leaving texture be.
+
+    Around each frequency where a pattern of period 2 or 4 puts its energy
+    (``CHECKERBOARD_PERIODS``; not the mean), every Fourier coefficient that
+    stands above the median magnitude of a ring around it is brought down to
+    that median: a repeating pattern is a peak there, natural texture is not.
+    Measured on 80 checkerboard patches of the quality benchmark, against the
+    clean originals: +10.6 dB, where the [1, 2, 1] / 4 filter this replaces
+    (zero response at period 2, a blur everywhere) gained +4.4 dB and the
+    denoiser +1.6 dB; a clean patch came out at 41.8 dB (the filter: 34.8),
+    before the boundary jumps were set apart (``_smooth_component``).
+    """
+    height, width = x.shape[-2:]
+    # Contiguous: torch's CPU FFT has crashed the process on the strides of a
+    # batch permuted from NHWC (``device.to_batch``) at some sizes.
+    image = x.double().contiguous()
+    smooth = _smooth_component(image)
+    spectrum = torch.fft.fft2(image - smooth)
+    magnitude = spectrum.abs()
+    fy = torch.fft.fftfreq(height, dtype=torch.float64, device=x.device)[:, None]
+    fx = torch.fft.fftfreq(width, dtype=torch.float64, device=x.device)[None, :]
+    radius = max(NOTCH_RADIUS, 0.75 / min(height, width))
+    ring_edge = radius + max(NOTCH_RING, 2.0 / min(height, width))
+    mean = (fy == 0) & (fx == 0)  # a small image's notch would reach it
+    gain = torch.ones_like(magnitude)
+    for py, px in _pattern_frequencies(CHECKERBOARD_PERIODS):
+        distance = torch.hypot(_wrapped(fy - py), _wrapped(fx - px))
+        notch = (distance <= radius) & ~mean
+        ring = (distance > radius) & (distance <= ring_edge)
+        if not notch.any() or not ring.any():
+            continue
+        level = magnitude[..., ring].median(-1).values[..., None, None]
+        above = notch & (magnitude > level)
+        gain = torch.where(above, level / magnitude.clamp_min(1e-12), gain)
+    periodic = torch.fft.ifft2(spectrum * gain).real
+    return (periodic + smooth).to(x.dtype).clamp(0.0, 1.0)
+
+
+def _smooth_component(x: torch.Tensor) -> torch.Tensor:
+    """The smooth part of Moisan's periodic-plus-smooth decomposition.
+
+    The Fourier transform treats an image as if it tiled the plane, so the
+    jumps between opposite borders spread energy along both frequency axes,
+    where half of the pattern frequencies lie; notching them there cut into
+    real content (a clean coffee patch came out at 35.9 dB). This component
+    carries those jumps and no pattern; the notch works on the rest (the
+    same patch then comes out at 58.9 dB, and checkerboard patches gain
+    0.8 dB more).
+    """
+    height, width = x.shape[-2:]
+    jumps = torch.zeros_like(x)
+    rows, cols = x[..., -1, :] - x[..., 0, :], x[..., :, -1] - x[..., :, 0]
+    jumps[..., 0, :] += rows
+    jumps[..., -1, :] -= rows
+    jumps[..., :, 0] += cols
+    jumps[..., :, -1] -= cols
+    q = torch.arange(height, dtype=x.dtype, device=x.device)[:, None]
+    r = torch.arange(width, dtype=x.dtype, device=x.device)[None, :]
+    laplacian = 2 * torch.cos(2 * math.pi * q / height) + 2 * torch.cos(2 * math.pi * r / width) - 4
+    laplacian[0, 0] = 1.0
+    smooth = torch.fft.fft2(jumps) / laplacian
+    smooth[..., 0, 0] = 0.0
+    return torch.fft.ifft2(smooth).real
+
+
+def _pattern_frequencies(periods: Sequence[int]) -> list[tuple[float, float]]:
+    """(fy, fx) in cycles per pixel where patterns of these periods have energy."""
+    points = {(a / p, b / p) for p in periods for a in range(p) for b in range(p)}
+    return sorted(points - {(0.0, 0.0)})
+
+
+def _wrapped(frequency: torch.Tensor) -> torch.Tensor:
+    """A frequency difference in cycles per pixel, wrapped into [-0.5, 0.5)."""
+    return (frequency + 0.5) % 1.0 - 0.5
 
 
 # Candidate name -> the detectors whose reason it answers directly: it is tried
@@ -99,8 +208,9 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "colour": ("colour",),
     "colour+residual": ("colour",),
     "denoise": ("noise", "colour_noise"),
-    "checkerboard": ("checkerboard",),
+    "checkerboard": ("checkerboard", "colour_noise"),
     "deblur": ("blur",),
+    "dequantise": ("quantisation",),
 }
 # Candidate name -> detectors whose reason it may explain: a colour cast shows
 # in the reference embedding (the whole image is unlike the reference set) more
@@ -172,6 +282,7 @@ CANDIDATES: dict[str, Candidate] = {
     "denoise": lambda x, corrector, target: denoise(x.float()),
     "checkerboard": lambda x, corrector, target: remove_checkerboard(x.float()),
     "deblur": lambda x, corrector, target: deblur(x.float()),
+    "dequantise": lambda x, corrector, target: dequantise(x.float()),
 }
 """The alternatives tried on flagged images, each ``(images, corrector, colour targets) -> images``."""
 
@@ -194,16 +305,18 @@ def choose_corrections(
 
     Returns the images (corrected where a candidate was kept), the kept
     candidate's name per image ("" for none) and the scores after. A candidate
-    is kept only if it changes the image visibly (``changed_visibly``), lowers
-    the score by ``MIN_IMPROVEMENT`` below the best so far and passes
-    ``worth_keeping``: a candidate with a witness must make it drop; an
-    ``IF_IT_CLEARS`` candidate must leave the image unflagged; any other must
-    leave it unflagged, or remove the faults it answers and leave it just
-    over the threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``;
-    and a sharpening fix must not bring out other faults (``brings_out``).
+    is a fix only if it changes the image visibly (``changed_visibly``),
+    lowers the score by ``MIN_IMPROVEMENT`` and passes ``worth_keeping``: a
+    candidate with a witness must make it drop; an ``IF_IT_CLEARS``
+    candidate must leave the image unflagged; any other must leave it
+    unflagged, or remove the faults it answers and leave it just over the
+    threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``; and a
+    sharpening fix must not bring out other faults (``brings_out``). Of the
+    fixes, the one ``preference`` puts first is kept.
     """
     best, after = y.clone(), before.score.clone()
     names = [""] * y.shape[0]
+    rank: dict[int, tuple[bool, float]] = {}
     flagged = (before.score > before.threshold).nonzero().flatten().tolist()
     reasons = {i: before.reasons(i) for i in flagged}
     aim = target.clone()
@@ -218,18 +331,20 @@ def choose_corrections(
         candidate = CANDIDATES[name](y[idx], corrector, aim[idx])
         rescored = scorer(candidate, target[idx])
         visible = changed_visibly(y[idx], candidate).tolist()
+        change = ((candidate.float() - y[idx].float()) ** 2).mean(dim=(1, 2, 3)).tolist()
         for j, i in enumerate(eligible):
             score, start = float(rescored.score[j]), float(before.score[i])
             fixed = terms[i] is Eligibility.YES and answered_faults_gone(name, rescored, j)
             shown = witness_dropped(name, before, i, rescored, j)
             harmed = brings_out(name, before, i, rescored, j)
+            key = preference(score, before.threshold, change[j])
             if (
                 visible[j]
                 and not harmed
-                and worth_keeping(
-                    score, start, float(after[i]), before.threshold, terms[i], fixed, shown
-                )
+                and worth_keeping(score, start, before.threshold, terms[i], fixed, shown)
+                and (i not in rank or key < rank[i])
             ):
+                rank[i] = key
                 best[i], after[i], names[i] = candidate[j], rescored.score[j], name
     return best, names, after
 
@@ -297,14 +412,13 @@ def answered_faults_gone(candidate: str, after: ScoreBatch, index: int) -> bool:
 def worth_keeping(
     score: float,
     start: float,
-    best: float,
     threshold: float,
     terms: Eligibility,
     answered_gone: bool = False,
     witness_dropped: bool = True,
 ) -> bool:
-    """Whether a candidate scoring ``score`` replaces the best so far (``best``)
-    for an image that started at ``start``.
+    """Whether a candidate scoring ``score`` is a fix for an image that started
+    at ``start``.
 
     A fix that removed the faults it answers but leaves the image just over
     the threshold (by less than ``MIN_PARTIAL_IMPROVEMENT``) for another
@@ -314,7 +428,7 @@ def worth_keeping(
     witness detector (``WITNESSES``) must have made it drop
     (``witness_dropped``), and an ``IF_IT_CLEARS`` one must clear the flag.
     """
-    if score >= best - MIN_IMPROVEMENT or not witness_dropped:
+    if score >= start - MIN_IMPROVEMENT or not witness_dropped:
         return False
     if terms is Eligibility.IF_IT_CLEARS:
         return score <= threshold
@@ -324,3 +438,16 @@ def worth_keeping(
         or (answered_gone and just_over)
         or score <= start - MIN_PARTIAL_IMPROVEMENT
     )
+
+
+def preference(score: float, threshold: float, change: float) -> tuple[bool, float]:
+    """Which of several fixes to keep: the lowest key wins. One that clears
+    the flag beats one that does not, and among those alike the one that
+    changes the image least (``change``, its mean squared difference).
+
+    Not the lowest score: smoothing lowers most detectors at once, so the
+    harshest fix scored best. On the quality benchmark the denoiser won over
+    the checkerboard filter on textured checkerboard patches, at up to -12 dB
+    against the clean original where the filter alone lost far less.
+    """
+    return (score > threshold, change)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -20,12 +22,14 @@ from stylefix_core.correction import (
     changed_visibly,
     deblur,
     denoise,
+    dequantise,
     eligibility,
+    preference,
     remove_checkerboard,
     witness_dropped,
     worth_keeping,
 )
-from stylefix_core.device import to_pixels
+from stylefix_core.device import to_batch, to_pixels
 from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.inject import gaussian_blur
@@ -69,15 +73,57 @@ def test_deblur_leaves_a_flat_image_and_undoes_its_own_blur_on_an_edge():
 
 
 def test_checkerboard_filter_restores_up_sampling_artifacts(photo_patches):
-    assert _gain(remove_checkerboard, "checkerboard", photo_patches) > 3.0
+    assert _gain(remove_checkerboard, "checkerboard", photo_patches) > 6.0
 
 
-def test_checkerboard_filter_removes_a_period_two_pattern_exactly():
-    flat = torch.full((1, 3, 16, 16), 0.5)
-    sign = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2 - 1
-    patterned = flat + 0.1 * sign
-    inner = remove_checkerboard(patterned)[..., 1:-1, 1:-1]
-    torch.testing.assert_close(inner, flat[..., 1:-1, 1:-1])
+@pytest.mark.parametrize("period", [2, 4])
+def test_checkerboard_filter_removes_a_periodic_pattern(period):
+    """Gone but for a trace at the borders, which the notch leaves to the
+    smooth component (``_smooth_component``)."""
+    flat = torch.full((1, 3, 40, 40), 0.5)
+    phase = (torch.arange(40)[:, None] + torch.arange(40)[None, :]) % period
+    patterned = flat + 0.1 * torch.cos(2 * math.pi * phase / period)
+    left = (remove_checkerboard(patterned) - flat).abs()
+    assert float(left.mean()) < 0.05 * float((patterned - flat).abs().mean())
+    assert float(left[..., 4:-4, 4:-4].max()) < 0.01
+
+
+def test_checkerboard_filter_leaves_a_photographs_texture_be(photo_patches):
+    """No pattern, no change anyone could see: a blur that removed the pattern
+    would take the fine texture too."""
+    for clean in photo_patches:
+        out = to_pixels(remove_checkerboard(to_tensor(clean)[None]))[0]
+        assert psnr(out, clean) > 38.0
+
+
+@pytest.mark.parametrize("size", [(2, 2), (5, 3), (2, 777), (1, 300)])
+def test_checkerboard_filter_takes_any_batch_and_keeps_its_mean(size):
+    """A batch as the engine builds it (permuted from NHWC, not contiguous):
+    torch's FFT crashed the process on such strides at some sizes. And a
+    small image's notch must not reach its mean colour."""
+    rng = np.random.default_rng(0)
+    batch = to_batch([rng.integers(0, 256, (*size, 3), dtype=np.uint8)], torch.device("cpu"))
+    assert not batch.is_contiguous()
+    out = remove_checkerboard(batch)
+    torch.testing.assert_close(out, remove_checkerboard(batch.contiguous()))
+    torch.testing.assert_close(out.mean(dim=(2, 3)), batch.mean(dim=(2, 3)), atol=0.02, rtol=0)
+
+
+def test_dequantise_fills_posterised_bands_in_and_leaves_a_photograph_be(photo_patches):
+    assert _gain(dequantise, "posterize", photo_patches) > 0.0
+    clean = torch.stack([to_tensor(p) for p in photo_patches])
+    assert not bool(changed_visibly(clean, dequantise(clean)).any())
+
+
+def test_dequantise_keeps_every_pixel_within_half_a_level_step():
+    """Three levels left (0, 0.5, 1): the true value lay within a quarter of
+    the range of each, and so must the output."""
+    posterised = (
+        torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0)) * 2
+    ).round() / 2
+    out = dequantise(posterised)
+    assert float((out - posterised).abs().max()) <= 0.25 + 1e-6
+    assert float((out - posterised).abs().max()) > 0.1  # and it does smooth
 
 
 def test_denoise_removes_impulses_a_blur_would_only_spread():
@@ -102,22 +148,32 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
 
 
 @pytest.mark.parametrize(
-    "score, best, terms, answered_gone, kept",
+    "score, terms, answered_gone, kept",
     [
-        (2.0, 6.0, Eligibility.YES, False, True),  # clears the flag
-        (2.0, 6.0, Eligibility.IF_IT_CLEARS, False, True),
-        (4.5, 6.0, Eligibility.YES, False, True),  # still flagged, but well down
-        (4.5, 6.0, Eligibility.IF_IT_CLEARS, False, False),  # still flagged
-        (5.7, 6.0, Eligibility.YES, False, False),  # still flagged, a token drop
-        (5.95, 6.0, Eligibility.YES, True, False),  # under MIN_IMPROVEMENT below the best
-        (3.0, 3.05, Eligibility.YES, False, False),  # no better than the best so far
+        (2.0, Eligibility.YES, False, True),  # clears the flag
+        (2.0, Eligibility.IF_IT_CLEARS, False, True),
+        (4.5, Eligibility.YES, False, True),  # still flagged, but well down
+        (4.5, Eligibility.IF_IT_CLEARS, False, False),  # still flagged
+        (5.7, Eligibility.YES, False, False),  # still flagged, a token drop
+        (5.95, Eligibility.YES, True, False),  # under MIN_IMPROVEMENT below the start
     ],
 )
 def test_a_correction_is_kept_only_if_it_clears_the_flag_or_moves_the_score(
-    score, best, terms, answered_gone, kept
+    score, terms, answered_gone, kept
 ):
-    kept_now = worth_keeping(score, 6.0, best, 3.2, terms, answered_gone)
-    assert kept_now is kept
+    assert worth_keeping(score, 6.0, 3.2, terms, answered_gone) is kept
+
+
+def test_of_several_fixes_the_gentlest_that_clears_the_flag_is_kept():
+    """Smoothing lowers most detectors at once, so the lowest score would
+    pick the harshest fix; the least change among those that clear wins."""
+    gentle, harsh, uncleared = (
+        preference(2.9, 3.2, 1e-4),
+        preference(1.0, 3.2, 4e-3),
+        preference(3.5, 3.2, 1e-6),
+    )
+    assert min([harsh, gentle, uncleared]) == gentle
+    assert min([harsh, uncleared]) == harsh
 
 
 def test_a_fix_that_removed_its_faults_is_kept_just_over_the_threshold():
@@ -125,9 +181,9 @@ def test_a_fix_that_removed_its_faults_is_kept_just_over_the_threshold():
     colour spread: kept. A fix that leaves another fault far over the
     threshold (blocking at 5.7) is not, however well it did its own job."""
     yes = Eligibility.YES
-    assert worth_keeping(4.0, 4.5, 4.5, 3.2, yes, answered_gone=True)
-    assert not worth_keeping(4.0, 4.5, 4.5, 3.2, yes, answered_gone=False)
-    assert not worth_keeping(5.7, 6.0, 6.0, 3.2, yes, answered_gone=True)
+    assert worth_keeping(4.0, 4.5, 3.2, yes, answered_gone=True)
+    assert not worth_keeping(4.0, 4.5, 3.2, yes, answered_gone=False)
+    assert not worth_keeping(5.7, 6.0, 3.2, yes, answered_gone=True)
 
 
 def test_only_a_classical_fix_counts_as_having_removed_its_faults():
@@ -141,12 +197,12 @@ def test_only_a_classical_fix_counts_as_having_removed_its_faults():
 def test_a_fix_with_a_witness_must_move_it():
     """Recolouring a collapsed image clears the embedding's flag without making
     its colour moments typical: cleared, but not explained, so not kept."""
-    assert worth_keeping(2.0, 6.0, 6.0, 3.2, Eligibility.IF_IT_CLEARS, witness_dropped=True)
-    assert not worth_keeping(2.0, 6.0, 6.0, 3.2, Eligibility.IF_IT_CLEARS, witness_dropped=False)
+    assert worth_keeping(2.0, 6.0, 3.2, Eligibility.IF_IT_CLEARS, witness_dropped=True)
+    assert not worth_keeping(2.0, 6.0, 3.2, Eligibility.IF_IT_CLEARS, witness_dropped=False)
     assert set(WITNESSES.values()) <= set(DETECTORS)
     # and where it answers the flag itself: a sky recoloured towards the
     # references' average clears "colour" without its colours growing typical
-    assert not worth_keeping(2.0, 6.0, 6.0, 3.2, Eligibility.YES, witness_dropped=False)
+    assert not worth_keeping(2.0, 6.0, 3.2, Eligibility.YES, witness_dropped=False)
 
     def scores(reference_colour: list[float]) -> ScoreBatch:
         z = {
