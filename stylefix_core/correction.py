@@ -9,15 +9,12 @@ recolouring a blurred one can lower its score without fixing anything.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from enum import Enum
 
 import torch
-import torch.nn.functional as F
 
-from stylefix_core import colour
-from stylefix_core.inject import gaussian_blur
+from stylefix_core.fixes import colour_transfer, deblur, denoise, dequantise, remove_checkerboard
 from stylefix_core.scoring.scorer import REASONS, ScoreBatch, Scorer
 
 # A correction must lower the score by at least this much (in calibrated z
@@ -33,169 +30,6 @@ MIN_PARTIAL_IMPROVEMENT = 1.0
 # replaces must lie below this many dB, the bar under which the quality
 # benchmark counts an injection as damage at all (see ``changed_visibly``).
 VISIBLE_CHANGE_DB = 40.0
-
-
-def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor:
-    """Move the two chroma channels' mean and spread to the target statistics.
-
-    Luma is left alone: brightness and contrast are the picture's own, and
-    a colour fix that relit the image would trade one fault for another.
-    ``target_stats`` is (N, 6) as made by ``colour.colour_stats``. The
-    spread is only ever shrunk or grown by at most 2x so that a near-flat
-    image is not blown up into noise.
-    """
-    y = colour.to_opponent(x)
-    chroma = y[:, 1:]
-    mean = chroma.mean(dim=(2, 3), keepdim=True)
-    std = chroma.std(dim=(2, 3), keepdim=True, correction=0) + 1e-3
-    target_mean = target_stats[:, 1:3, None, None]
-    target_std = torch.exp(target_stats[:, 4:6, None, None])
-    gain = (target_std / std).clamp(0.5, 2.0)
-    y = torch.cat([y[:, :1], (chroma - mean) * gain + target_mean], dim=1)
-    return colour.from_opponent(y).clamp(0.0, 1.0)
-
-
-def denoise(x: torch.Tensor) -> torch.Tensor:
-    """A 3x3 median (removes impulse noise without smearing it) then a light Gaussian.
-
-    On the quality benchmark's noisy photographs this raised PSNR by about 9 dB
-    (measured against other strengths and orders in docs/quality.md).
-    """
-    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    windows = padded.unfold(2, 3, 1).unfold(3, 3, 1)
-    median = windows.reshape(*windows.shape[:4], 9).median(dim=-1).values
-    return gaussian_blur(median, 0.8).clamp(0.0, 1.0)
-
-
-# The blur that ``deblur`` undoes: a Gaussian point spread of this many pixels,
-# sharpened back in this many steps. Chosen on the quality benchmark's blurred
-# photographs (blur of 1.2 to 3 px) among 1.5-2.5 px and 3-8 steps under the
-# job's keep rule (docs/quality.md): a wider guess rings on mild blur.
-DEBLUR_SIGMA = 2.0
-DEBLUR_STEPS = 8
-
-
-def deblur(x: torch.Tensor) -> torch.Tensor:
-    """Van Cittert deconvolution: each step adds back what blurring the estimate
-    fails to reproduce of the input, so detail the blur removed returns."""
-    estimate = x
-    for _ in range(DEBLUR_STEPS):
-        estimate = (estimate + x - gaussian_blur(estimate, DEBLUR_SIGMA)).clamp(0.0, 1.0)
-    return estimate
-
-
-DEQUANTISE_SIGMA = 1.0
-
-
-def dequantise(x: torch.Tensor) -> torch.Tensor:
-    """Smooth, but keep every pixel within half a level step of its value.
-
-    A posterised channel kept only every n-th 8-bit level: the true value lay
-    within half that step of what is left, so a blur clamped to that interval
-    can fill the bands in without leaving what the image could have been.
-    The step is read off the channel's histogram: its range over the levels
-    it uses, one level on a natural image, where the clamp leaves nothing to
-    see. Measured on 80 posterised patches of the quality benchmark: +0.3 dB
-    against the clean originals, and 59 % of the flagged ones cleared, where
-    the denoiser lost 3.3 dB and cleared 42 %.
-    """
-    levels = (x.float().clamp(0.0, 1.0) * 255.0).round().flatten(2)
-    counts = torch.zeros(*levels.shape[:2], 256, device=x.device)
-    counts.scatter_add_(2, levels.long(), torch.ones_like(levels))
-    used = (counts > 0).sum(-1)
-    span = levels.amax(-1) - levels.amin(-1)
-    half_step = (span / (used - 1).clamp(min=1)).clamp(min=1.0) / (2.0 * 255.0)
-    half_step = half_step[..., None, None].to(x.dtype)
-    return torch.minimum(
-        torch.maximum(gaussian_blur(x, DEQUANTISE_SIGMA), x - half_step), x + half_step
-    )
-
-
-# Up-sampling by a stride of 2, once or twice, leaves a pattern that repeats
-# every 2 or 4 pixels: its energy sits at multiples of 1/4 cycle per pixel.
-CHECKERBOARD_PERIODS = (2, 4)
-# How far from such a frequency a coefficient counts as the pattern's, and the
-# width of the ring around it that shows the image's own level there, in
-# cycles per pixel (1.5 and 3 frequency bins of a 64 px image).
-NOTCH_RADIUS = 1.5 / 64
-NOTCH_RING = 3.0 / 64
-
-
-def remove_checkerboard(x: torch.Tensor) -> torch.Tensor:
-    """Notch the periodic pattern out of the spectrum, leaving texture be.
-
-    Around each frequency where a pattern of period 2 or 4 puts its energy
-    (``CHECKERBOARD_PERIODS``; not the mean), every Fourier coefficient that
-    stands above the median magnitude of a ring around it is brought down to
-    that median: a repeating pattern is a peak there, natural texture is not.
-    Measured on 80 checkerboard patches of the quality benchmark, against the
-    clean originals: +10.6 dB, where the [1, 2, 1] / 4 filter this replaces
-    (zero response at period 2, a blur everywhere) gained +4.4 dB and the
-    denoiser +1.6 dB; a clean patch came out at 41.8 dB (the filter: 34.8),
-    before the boundary jumps were set apart (``_smooth_component``).
-    """
-    height, width = x.shape[-2:]
-    # Contiguous: torch's CPU FFT has crashed the process on the strides of a
-    # batch permuted from NHWC (``device.to_batch``) at some sizes.
-    image = x.double().contiguous()
-    smooth = _smooth_component(image)
-    spectrum = torch.fft.fft2(image - smooth)
-    magnitude = spectrum.abs()
-    fy = torch.fft.fftfreq(height, dtype=torch.float64, device=x.device)[:, None]
-    fx = torch.fft.fftfreq(width, dtype=torch.float64, device=x.device)[None, :]
-    radius = max(NOTCH_RADIUS, 0.75 / min(height, width))
-    ring_edge = radius + max(NOTCH_RING, 2.0 / min(height, width))
-    mean = (fy == 0) & (fx == 0)  # a small image's notch would reach it
-    gain = torch.ones_like(magnitude)
-    for py, px in _pattern_frequencies(CHECKERBOARD_PERIODS):
-        distance = torch.hypot(_wrapped(fy - py), _wrapped(fx - px))
-        notch = (distance <= radius) & ~mean
-        ring = (distance > radius) & (distance <= ring_edge)
-        if not notch.any() or not ring.any():
-            continue
-        level = magnitude[..., ring].median(-1).values[..., None, None]
-        above = notch & (magnitude > level)
-        gain = torch.where(above, level / magnitude.clamp_min(1e-12), gain)
-    periodic = torch.fft.ifft2(spectrum * gain).real
-    return (periodic + smooth).to(x.dtype).clamp(0.0, 1.0)
-
-
-def _smooth_component(x: torch.Tensor) -> torch.Tensor:
-    """The smooth part of Moisan's periodic-plus-smooth decomposition.
-
-    The Fourier transform treats an image as if it tiled the plane, so the
-    jumps between opposite borders spread energy along both frequency axes,
-    where half of the pattern frequencies lie; notching them there cut into
-    real content (a clean coffee patch came out at 35.9 dB). This component
-    carries those jumps and no pattern; the notch works on the rest (the
-    same patch then comes out at 58.9 dB, and checkerboard patches gain
-    0.8 dB more).
-    """
-    height, width = x.shape[-2:]
-    jumps = torch.zeros_like(x)
-    rows, cols = x[..., -1, :] - x[..., 0, :], x[..., :, -1] - x[..., :, 0]
-    jumps[..., 0, :] += rows
-    jumps[..., -1, :] -= rows
-    jumps[..., :, 0] += cols
-    jumps[..., :, -1] -= cols
-    q = torch.arange(height, dtype=x.dtype, device=x.device)[:, None]
-    r = torch.arange(width, dtype=x.dtype, device=x.device)[None, :]
-    laplacian = 2 * torch.cos(2 * math.pi * q / height) + 2 * torch.cos(2 * math.pi * r / width) - 4
-    laplacian[0, 0] = 1.0
-    smooth = torch.fft.fft2(jumps) / laplacian
-    smooth[..., 0, 0] = 0.0
-    return torch.fft.ifft2(smooth).real
-
-
-def _pattern_frequencies(periods: Sequence[int]) -> list[tuple[float, float]]:
-    """(fy, fx) in cycles per pixel where patterns of these periods have energy."""
-    points = {(a / p, b / p) for p in periods for a in range(p) for b in range(p)}
-    return sorted(points - {(0.0, 0.0)})
-
-
-def _wrapped(frequency: torch.Tensor) -> torch.Tensor:
-    """A frequency difference in cycles per pixel, wrapped into [-0.5, 0.5)."""
-    return (frequency + 0.5) % 1.0 - 0.5
 
 
 # Candidate name -> the detectors whose reason it answers directly: it is tried

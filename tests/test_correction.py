@@ -13,25 +13,21 @@ from stylefix_core.correction import (
     ANSWERS,
     BRINGS_OUT,
     CANDIDATES,
-    DEBLUR_SIGMA,
     MAY_EXPLAIN,
     WITNESSES,
     Eligibility,
     answered_faults_gone,
     brings_out,
     changed_visibly,
-    deblur,
-    denoise,
-    dequantise,
     eligibility,
     preference,
-    remove_checkerboard,
     witness_dropped,
     worth_keeping,
 )
 from stylefix_core.device import to_batch, to_pixels
 from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.evaluation.photos import grid_patches, load_photos
+from stylefix_core.fixes import DEBLUR_SIGMA, deblur, denoise, dequantise, remove_checkerboard
 from stylefix_core.inject import gaussian_blur
 from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch
 from stylefix_core.training.data import to_tensor
