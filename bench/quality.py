@@ -26,7 +26,8 @@ from pipelines.main import run
 from stylefix_core import inject
 from stylefix_core.bundle import Calibration, load_bundle
 from stylefix_core.config import Limits
-from stylefix_core.correction import choose_corrections
+from stylefix_core.correction import CANDIDATES, choose_corrections
+from stylefix_core.correction import LEARNED as WITH_RESIDUAL
 from stylefix_core.device import to_batch, to_pixels
 from stylefix_core.evaluation.dataset import (
     EvalConfig,
@@ -144,7 +145,8 @@ def baseline_calibration(eval_set: EvalSet, bundle_url: str) -> Calibration:
     )
 
 
-CLASSICAL = ("colour", "denoise", "checkerboard", "deblur")
+# Every correction candidate without the learned residual in it.
+CLASSICAL = tuple(name for name in CANDIDATES if name not in WITH_RESIDUAL)
 
 
 def run_baseline(eval_set: EvalSet, calibration: Calibration) -> dict[str, Outcome]:
