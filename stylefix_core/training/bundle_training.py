@@ -75,7 +75,8 @@ def train_bundle(
 
     The reference set of "good" images is the trained generator applied to
     clean content, which is exactly what a healthy style-mode run produces;
-    held-out content gives the calibration images for both modes.
+    the held-out content's outputs, and the fitted ones scored by cross-fitted
+    detectors (``cross_fit``), are the calibration images for both modes.
     """
     started = time.monotonic()
     split = max(1, int(len(content) * (1 - cfg.held_out_fraction)))
