@@ -2,10 +2,10 @@
 
 Each detector gives a raw value (higher is worse); the bundle's calibration
 turns it into a robust z-score against reference images the detectors never
-saw; the image's
-anomaly score is the largest z, and ``reasons`` are the detectors above the
-threshold. Taking the maximum keeps every detector's false-positive budget
-visible in one threshold, and makes "flagged" and "has a reason" the same.
+saw; the image's anomaly score is the largest z, and ``reasons`` are the
+detectors above the threshold. Taking the maximum keeps every detector's
+false-positive budget visible in one threshold, and makes "flagged" and "has
+a reason" the same.
 """
 
 from __future__ import annotations
