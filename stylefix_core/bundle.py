@@ -63,8 +63,9 @@ DETECTOR_NAMES = (
 # revision 4: the ``reference_colour`` detector is calibrated too; revision 5:
 # ``texture`` reads the finest scale on textured pixels only; revision 6: the
 # ``falloff`` statistic and the ``damage`` classifier of statistical signatures
-# (which also read ``contours``).
-STATISTICS_REVISION = 6
+# (which also read ``contours``); revision 7: ``blur`` reads the gradient of
+# detail, the luma's smooth part (a Gaussian of 16 px) set aside.
+STATISTICS_REVISION = 7
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,18 @@ def test_texture_loss_is_read_on_textured_pixels(photo_patches):
         assert float(features.texture_loss(untextured)) == 0.0
 
 
+def test_a_ramp_of_light_does_not_read_as_blur(photo_patches):
+    """A dark vignette (severity 0.8) dims the corners smoothly: on average it
+    must move the blur statistic by less than 40 % of what a mild blur (sigma
+    0.6 px) moves it by on the median patch (33 % measured; 54 % read against
+    the gradient of the whole luma)."""
+    clean = features.blur(photo_patches)
+    vignetted = features.blur(inject.inject(photo_patches, "vignette_dark", 0.8, seed=1))
+    blurred = features.blur(inject.inject(photo_patches, "blur", 0.2, seed=1))
+    assert bool((blurred > clean).all())
+    assert float((vignetted - clean).abs().mean()) < 0.4 * float((blurred - clean).median())
+
+
 def test_blocking_hardly_counts_high_quality_jpeg_on_flat_graphics():
     """Catalogs hold quality-90 and -95 JPEGs. Their rounding on flat colour
     must rarely read as blocking (a one-level floor put 54 % of quality-95 and
