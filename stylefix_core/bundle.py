@@ -64,8 +64,9 @@ DETECTOR_NAMES = (
 # ``texture`` reads the finest scale on textured pixels only; revision 6: the
 # ``falloff`` statistic and the ``damage`` classifier of statistical signatures
 # (which also read ``contours``); revision 7: ``blur`` reads the gradient of
-# detail, the luma's smooth part (a Gaussian of 16 px) set aside.
-STATISTICS_REVISION = 7
+# detail, the luma's smooth part (a Gaussian of 16 px) set aside; revision 8:
+# that smooth part is taken on a 4x coarser grid.
+STATISTICS_REVISION = 8
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,10 @@ def _box_mean(v: torch.Tensor, radius: int = _TEXTURE_WINDOW) -> torch.Tensor:
 
 
 # The Gaussian (sigma in pixels) whose luma the blur statistic sets aside as
-# illumination rather than detail.
+# illumination rather than detail, and how much coarser the grid it is taken
+# on: a Gaussian that wide holds nothing a 4x coarser grid cannot.
 _BLUR_ILLUMINATION_SIGMA = 16.0
+_ILLUMINATION_STEP = 4
 
 
 def blur(x: torch.Tensor) -> torch.Tensor:
@@ -103,15 +105,29 @@ def blur(x: torch.Tensor) -> torch.Tensor:
     gradient and next to no finest scale, so over the whole luma it reads as
     blur, and the deblurring filter sharpened vignetted patches of the
     quality benchmark. Scaled on the benchmark's reference patches, 1-4 % of
-    its dark vignettes read as blurred at z 3.4 (none now), while as many
-    blurred patches do as before (49-61 % against 46-66 %, by this statistic
-    alone). A Gaussian of 8 px set the ramps aside better but found a sixth
-    fewer blurred patches.
+    its dark vignettes read as blurred at z 3.4 (0-3 % now), while about as
+    many blurred patches do as before (49-62 % against 46-66 %, by this
+    statistic alone). A Gaussian of 8 px set the ramps aside better but
+    found a sixth fewer blurred patches.
     """
     y = luma(x.float())
     fine = _conv(y, _LAPLACE).abs().mean(dim=(1, 2, 3))
-    detail = y - gaussian_blur(y, _BLUR_ILLUMINATION_SIGMA)
+    detail = y - _illumination(y)
     return -torch.log((fine + 1e-4) / (_gradient_energy(detail) + 1e-4))
+
+
+def _illumination(y: torch.Tensor) -> torch.Tensor:
+    """The smooth part of a luma map (N, 1, H, W), taken on a coarser grid.
+
+    At full size the wide Gaussian took the statistic from 18.9 to 34.6 ms
+    per 512 px image on 2 threads; on the coarse grid it takes 19.0 ms.
+    """
+    height, width = y.shape[-2:]
+    if min(height, width) < 2 * _ILLUMINATION_STEP:
+        return gaussian_blur(y, _BLUR_ILLUMINATION_SIGMA)
+    coarse = F.avg_pool2d(y, _ILLUMINATION_STEP, ceil_mode=True)
+    coarse = gaussian_blur(coarse, _BLUR_ILLUMINATION_SIGMA / _ILLUMINATION_STEP)
+    return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
 
 
 def noise_level(x: torch.Tensor) -> torch.Tensor:
