@@ -123,7 +123,7 @@ def test_dequantise_keeps_every_pixel_within_half_a_level_step():
 
 
 def test_dequantise_gains_on_every_posterised_patch(photo_patches):
-    """At severity 0.7 a posterised photograph keeps 12 levels, and its
+    """At severity 0.7 a posterised photograph keeps 11 levels, and its
     texture spans several of them; a blur clamped to half a step took that
     texture away (three of these eight patches lost 0.04-0.34 dB). Only
     plateaus and single steps are smoothed now, and every patch gains."""
