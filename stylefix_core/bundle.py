@@ -65,8 +65,10 @@ DETECTOR_NAMES = (
 # ``falloff`` statistic and the ``damage`` classifier of statistical signatures
 # (which also read ``contours``); revision 7: ``blur`` reads the gradient of
 # detail, the luma's smooth part (a Gaussian of 16 px) set aside; revision 8:
-# that smooth part is taken on a 4x coarser grid.
-STATISTICS_REVISION = 8
+# that smooth part is taken on a 4x coarser grid; revision 9: ``falloff`` is
+# the depth of a bowl fitted to the luma, against the content's spread (the
+# signature keeps the old reading, as ``corner_darkness``).
+STATISTICS_REVISION = 9
 
 
 @dataclass(frozen=True)

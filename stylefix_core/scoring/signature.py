@@ -36,7 +36,7 @@ STATISTICS = {
     "blocking": features.blocking,
     "quantisation": features.quantisation,
     "collapse": features.collapse,
-    "falloff": features.falloff,
+    "corner_darkness": features.corner_darkness,  # in the signature only (see there)
     "contours": features.contours,  # in the signature only, not a detector of its own
 }
 _PER_SCALE = 9  # see _normalised_luma_statistics
