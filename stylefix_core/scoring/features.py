@@ -305,10 +305,11 @@ def falloff(x: torch.Tensor) -> torch.Tensor:
     A vignette, an exposure falloff or a generator that dims its borders
     multiplies the picture by a gain that falls with the distance from the
     centre: a bowl in the luma. The luma is fitted by a plane (an
-    illumination gradient, a bright side) plus a bowl (the squared distance
-    from the centre); the bowl's depth is read against the spread of what
-    the fit leaves, the picture's own content, which may bend the luma as
-    far by chance where it is strong and not where it is smooth. Fitting
+    illumination gradient, a bright side) plus a curvature along each axis
+    (``fit_bowl``); how far the mean curvature falls is read against the
+    spread of what the fit leaves, the picture's own content, which may
+    bend the luma as far by chance where it is strong and not where it is
+    smooth. Fitting
     log luma instead reads a plain brightness ramp as a bowl (the log of a
     ramp is curved). On the quality benchmark's clean and dark-vignetted
     test patches (splits 0, 1, 2) this ranks the vignettes at AUROC 0.92,
@@ -333,15 +334,16 @@ def fit_bowl(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     second derivative), and the fitted maps (N, H, W). A bowl curves both
     ways alike; a ramp of light seen in log luma, or a bright stripe, one
     way. Shared by the statistic that finds a fall-off and the fix that
-    undoes it.
+    undoes it; fitted in float32 whatever autocast the caller runs under.
     """
     height, width = y.shape[-2:]
     rows = torch.linspace(-1.0, 1.0, height, device=y.device)[:, None].expand(height, width)
     cols = torch.linspace(-1.0, 1.0, width, device=y.device)[None, :].expand(height, width)
     terms = [torch.ones_like(rows), cols, rows, cols**2 / 2.0, rows**2 / 2.0]
     design = torch.stack(terms, dim=-1).reshape(-1, len(terms))
-    coefficients = y.flatten(1).float() @ torch.linalg.pinv(design).T
-    fitted = (coefficients @ design.T).view(-1, height, width)
+    with torch.autocast(y.device.type, enabled=False):
+        coefficients = y.flatten(1).float() @ torch.linalg.pinv(design).T
+        fitted = (coefficients @ design.T).view(-1, height, width)
     return coefficients[:, 3:], fitted
 
 
@@ -349,12 +351,13 @@ def corner_darkness(x: torch.Tensor) -> torch.Tensor:
     """How much darker than the centre even the brightest corner is (log luma).
 
     Dark corners all round go with a collapse (contrast lost towards the
-    rim) as much as with a vignette. In the damage classifier's signature
-    only: in the signature ``falloff``'s reading, which rises wherever
-    detail is lost (its unit is the content's spread), taught the
-    classifier that blur and texture loss raise it, and clean patches with
-    a bowl of their own in the light were flagged as looking damaged (4 of
-    192 clean test patches on one split of the quality benchmark).
+    rim) as much as with a vignette. It feeds the damage classifier's
+    signature only, in place of ``falloff``: that reading rises wherever
+    detail is lost (its unit is the content's spread), so in the signature
+    it taught the classifier that blur and texture loss raise it, and clean
+    patches with a bowl of their own in the light were flagged as looking
+    damaged (4 of 192 clean test patches on one split of the quality
+    benchmark).
     """
     y = torch.log(luma(x.float()) + 0.02)
     height, width = y.shape[-2:]
