@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from stylefix_core import colour
 from stylefix_core.inject import gaussian_blur
-from stylefix_core.scoring.features import FALLOFF_MIN_SIDE, fit_bowl
+from stylefix_core.scoring.features import FALLOFF_MIN_SIDE, centred_coordinates, fit_bowl
 
 
 def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor:
@@ -131,11 +131,9 @@ def devignette(x: torch.Tensor) -> torch.Tensor:
     """
     if min(x.shape[-2:]) < FALLOFF_MIN_SIDE:
         return x.clone()
-    height, width = x.shape[-2:]
     curvature, _ = fit_bowl(torch.log(colour.luma(x.float())[:, 0] + 0.02))
     depth = curvature.amax(dim=1).clamp(max=0.0)[:, None, None, None]
-    rows = torch.linspace(-1.0, 1.0, height, device=x.device)[:, None]
-    cols = torch.linspace(-1.0, 1.0, width, device=x.device)[None, :]
+    rows, cols = centred_coordinates(*x.shape[-2:], device=x.device)
     gain = torch.exp(depth * (rows**2 + cols**2) / 2.0).clamp(min=DEVIGNETTE_MIN_GAIN)
     return (x.float() / gain).clamp(0.0, 1.0).to(x.dtype)
 
