@@ -31,7 +31,22 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return to_opponent(x)[:, :1]
 
 
+# Added to a standard deviation before its log, so a flat channel reads finite.
+_SPREAD_FLOOR = 1e-3
+
+
 def colour_stats(x: torch.Tensor) -> torch.Tensor:
     """(N, 6): per opponent channel, mean and log standard deviation."""
     y = to_opponent(x).flatten(2)
-    return torch.cat([y.mean(-1), torch.log(y.std(-1, correction=0) + 1e-3)], dim=1)
+    return torch.cat([y.mean(-1), torch.log(y.std(-1, correction=0) + _SPREAD_FLOOR)], dim=1)
+
+
+def colourfulness(stats: torch.Tensor) -> torch.Tensor:
+    """(...,) root-mean-square distance from grey of the chroma, from ``colour_stats`` rows (..., 6).
+
+    Both the chroma's mean (a tint) and its spread count: pulling a picture
+    towards grey shrinks the two by the same factor, so this factor is the
+    ratio of two pictures' colourfulness.
+    """
+    mean, spread = stats[..., 1:3], torch.exp(stats[..., 4:6]) - _SPREAD_FLOOR
+    return (mean**2 + spread.clamp(min=0.0) ** 2).sum(-1).sqrt()

@@ -21,6 +21,7 @@ from stylefix_core.fixes import (
     dequantise,
     devignette,
     remove_checkerboard,
+    resaturate,
 )
 from stylefix_core.scoring.scorer import REASONS, ScoreBatch, Scorer
 
@@ -63,9 +64,16 @@ ANSWERS: dict[str, tuple[str, ...]] = {
 # references' colours (``reference_colour``) are not such a reason: a collapsed
 # image's narrow colour spread sets it off as often as a cast does, and
 # recolouring on its account took collapsed images from -1.4 to -3.6 dB.
+#
+# Desaturation has no statistic of its own: the damage classifier sees it (a
+# picture greyer than the references), and so multiplying the colour back
+# (``resaturate``) is tried on an image that looks damaged, kept only if it
+# clears the flag, the classifier's reading falls a whole unit (its witness)
+# and the picture comes no further from the references (``NO_FURTHER``).
 MAY_EXPLAIN: dict[str, tuple[str, ...]] = {
     "colour": ("embedding",),
     "colour+residual": ("embedding",),
+    "resaturate": ("damage",),
 }
 # Candidate name -> the detector that must drop by MIN_PARTIAL_IMPROVEMENT for
 # the fix to be kept, whatever it was tried for. Moving the colours to the
@@ -84,6 +92,19 @@ MAY_EXPLAIN: dict[str, tuple[str, ...]] = {
 WITNESSES: dict[str, str] = {
     "colour": "reference_colour",
     "colour+residual": "reference_colour",
+    "resaturate": "damage",
+}
+
+# Candidate name -> a detector it must not raise. A collapsed picture is greyer
+# than its neighbours too, and colouring it clears the classifier's flag as
+# readily as colouring a desaturated one; but a desaturated picture with its
+# colour back is nearer the references as a whole (the reference embedding,
+# which reads texture as well as colour), a collapsed one is not. On the
+# quality benchmark (splits 0-4, under the job's rules) this took
+# resaturation off the four collapsed patches it had cost 0.17-0.35 dB, and
+# off 6 of the 82 desaturated patches it had been kept on.
+NO_FURTHER: dict[str, str] = {
+    "resaturate": "embedding",
 }
 
 # Candidate name -> faults it may bring out while it repairs another: sharpening
@@ -100,14 +121,18 @@ class Eligibility(Enum):
 
 
 def eligibility(candidate: str, reasons: Sequence[str]) -> Eligibility:
-    """Whether a candidate may be tried on an image with these reasons, and on what terms."""
-    if candidate not in ANSWERS:
-        return Eligibility.IF_IT_CLEARS
-    if any(REASONS[d] in reasons for d in ANSWERS[candidate]):
+    """Whether a candidate may be tried on an image with these reasons, and on what terms.
+
+    A candidate named in neither table (the learned residual) is tried on
+    every flagged image, on the strictest terms.
+    """
+    if any(REASONS[d] in reasons for d in ANSWERS.get(candidate, ())):
         return Eligibility.YES
     if any(REASONS[d] in reasons for d in MAY_EXPLAIN.get(candidate, ())):
         return Eligibility.IF_IT_CLEARS
-    return Eligibility.NO
+    if candidate in ANSWERS or candidate in MAY_EXPLAIN:
+        return Eligibility.NO
+    return Eligibility.IF_IT_CLEARS
 
 
 Candidate = Callable[[torch.Tensor, torch.nn.Module, torch.Tensor], torch.Tensor]
@@ -116,18 +141,20 @@ Candidate = Callable[[torch.Tensor, torch.nn.Module, torch.Tensor], torch.Tensor
 LEARNED = frozenset({"residual", "colour+residual"})
 
 CANDIDATES: dict[str, Candidate] = {
-    "residual": lambda x, corrector, target: corrector(x).float(),
-    "colour": lambda x, corrector, target: colour_transfer(x.float(), target),
-    "colour+residual": lambda x, corrector, target: corrector(
-        colour_transfer(x.float(), target)
+    "residual": lambda x, corrector, aims: corrector(x).float(),
+    "colour": lambda x, corrector, aims: colour_transfer(x.float(), aims.mean(dim=1)),
+    "colour+residual": lambda x, corrector, aims: corrector(
+        colour_transfer(x.float(), aims.mean(dim=1))
     ).float(),
-    "denoise": lambda x, corrector, target: denoise(x.float()),
-    "checkerboard": lambda x, corrector, target: remove_checkerboard(x.float()),
-    "deblur": lambda x, corrector, target: deblur(x.float()),
-    "dequantise": lambda x, corrector, target: dequantise(x.float()),
-    "devignette": lambda x, corrector, target: devignette(x.float()),
+    "denoise": lambda x, corrector, aims: denoise(x.float()),
+    "checkerboard": lambda x, corrector, aims: remove_checkerboard(x.float()),
+    "deblur": lambda x, corrector, aims: deblur(x.float()),
+    "dequantise": lambda x, corrector, aims: dequantise(x.float()),
+    "devignette": lambda x, corrector, aims: devignette(x.float()),
+    "resaturate": lambda x, corrector, aims: resaturate(x.float(), aims),
 }
-"""The alternatives tried on flagged images, each ``(images, corrector, colour targets) -> images``."""
+"""The alternatives tried on flagged images, each ``(images, corrector, colour aims) -> images``;
+the aims are (N, K, 6) ``colour_stats`` rows each image could have (``choose_corrections``)."""
 
 
 def choose_corrections(
@@ -144,7 +171,9 @@ def choose_corrections(
     Colour fixes aim at ``target``, the colour detector's own target, or with
     ``aim_at_neighbours`` (qa mode, where that target is the reference set's
     average) at the colours of each image's nearest references
-    (``Scorer.nearest_reference_colours``); rescoring always uses ``target``.
+    (``Scorer.nearest_reference_colours``): the average of them moves a
+    cast, the least colourful of them bounds how much colour was lost.
+    Rescoring always uses ``target``.
 
     Returns the images (corrected where a candidate was kept), the kept
     candidate's name per image ("" for none) and the scores after. A candidate
@@ -153,25 +182,28 @@ def choose_corrections(
     candidate with a witness must make it drop; an ``IF_IT_CLEARS``
     candidate must leave the image unflagged; any other must leave it
     unflagged, or remove the faults it answers and leave it just over the
-    threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``; and a
-    sharpening fix must not bring out other faults (``brings_out``). Of the
-    fixes, the one ``preference`` puts first is kept.
+    threshold, or lower its score by ``MIN_PARTIAL_IMPROVEMENT``; a
+    sharpening fix must not bring out other faults (``brings_out``), nor a
+    fix raise the detector it must not (``moved_further``). Of the fixes,
+    the one ``preference`` puts first is kept.
     """
     best, after = y.clone(), before.score.clone()
     names = [""] * y.shape[0]
     rank: dict[int, tuple[bool, float]] = {}
     flagged = (before.score > before.threshold).nonzero().flatten().tolist()
     reasons = {i: before.reasons(i) for i in flagged}
-    aim = target.clone()
+    aims = target[:, None]
     if aim_at_neighbours and flagged:
-        aim[flagged] = scorer.nearest_reference_colours(y[flagged]).to(aim)
+        neighbours = scorer.nearest_reference_colours(y[flagged]).to(target)
+        aims = aims.expand(-1, neighbours.shape[1], -1).clone()
+        aims[flagged] = neighbours
     for name in candidates:
         terms = {i: eligibility(name, reasons[i]) for i in flagged}
         eligible = [i for i in flagged if terms[i] is not Eligibility.NO]
         if not eligible:
             continue
         idx = torch.tensor(eligible, device=y.device)
-        candidate = CANDIDATES[name](y[idx], corrector, aim[idx])
+        candidate = CANDIDATES[name](y[idx], corrector, aims[idx])
         rescored = scorer(candidate, target[idx])
         visible = changed_visibly(y[idx], candidate).tolist()
         change = ((candidate.float() - y[idx].float()) ** 2).mean(dim=(1, 2, 3)).tolist()
@@ -179,7 +211,9 @@ def choose_corrections(
             score, start = float(rescored.score[j]), float(before.score[i])
             fixed = terms[i] is Eligibility.YES and answered_faults_gone(name, rescored, j)
             shown = witness_dropped(name, before, i, rescored, j)
-            harmed = brings_out(name, before, i, rescored, j)
+            harmed = brings_out(name, before, i, rescored, j) or moved_further(
+                name, before, i, rescored, j
+            )
             key = preference(score, before.threshold, change[j])
             if (
                 visible[j]
@@ -216,6 +250,16 @@ def witness_dropped(
         return True
     drop = float(before.z[witness][index]) - float(after.z[witness][after_index])
     return drop >= MIN_PARTIAL_IMPROVEMENT
+
+
+def moved_further(
+    candidate: str, before: ScoreBatch, index: int, after: ScoreBatch, after_index: int
+) -> bool:
+    """Whether the candidate raised the detector it must not raise (``NO_FURTHER``)."""
+    detector = NO_FURTHER.get(candidate)
+    if detector is None or detector not in before.z:
+        return False
+    return float(after.z[detector][after_index]) > float(before.z[detector][index])
 
 
 def brings_out(

@@ -9,17 +9,20 @@ import pytest
 import torch
 
 from stylefix_core import inject
+from stylefix_core.colour import colour_stats, colourfulness, luma
 from stylefix_core.correction import (
     ANSWERS,
     BRINGS_OUT,
     CANDIDATES,
     MAY_EXPLAIN,
+    NO_FURTHER,
     WITNESSES,
     Eligibility,
     answered_faults_gone,
     brings_out,
     changed_visibly,
     eligibility,
+    moved_further,
     preference,
     witness_dropped,
     worth_keeping,
@@ -34,6 +37,7 @@ from stylefix_core.fixes import (
     dequantise,
     devignette,
     remove_checkerboard,
+    resaturate,
 )
 from stylefix_core.inject import gaussian_blur
 from stylefix_core.scoring.scorer import DETECTORS, ScoreBatch
@@ -131,6 +135,45 @@ def test_devignette_divides_out_a_fall_off_and_leaves_lighting_and_a_bright_rim(
     torch.testing.assert_close(devignette(rim), rim)
 
 
+def _own_colours(patches: list[np.ndarray]) -> torch.Tensor:
+    """(N, 1, 6) each clean patch's own colour statistics, as the aims of ``resaturate``."""
+    return colour_stats(torch.stack([to_tensor(p) for p in patches]))[:, None]
+
+
+def test_resaturate_brings_a_greyed_photograph_back(photo_patches):
+    aims = _own_colours(photo_patches)
+    gains = [
+        _gain(lambda x, i=i: resaturate(x, aims[i : i + 1]), "desaturate", [clean])
+        for i, clean in enumerate(photo_patches)
+    ]
+    assert min(gains) > 10.0  # severity 0.7: the chroma multiplied back by 1 / 0.3
+
+
+def test_colourfulness_shrinks_by_the_factor_a_desaturation_pulls_towards_grey(photo_patches):
+    clean = torch.stack([to_tensor(p) for p in photo_patches])
+    grey = inject.inject(clean, "desaturate", 0.6, seed=0)
+    ratio = colourfulness(colour_stats(grey)) / colourfulness(colour_stats(clean))
+    torch.testing.assert_close(ratio, torch.full_like(ratio, 0.4), atol=0.01, rtol=0)
+    flat_grey = torch.full((1, 3, 8, 8), 0.5)
+    assert float(colourfulness(colour_stats(flat_grey))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_resaturate_aims_at_the_least_colourful_aim_and_never_takes_colour_away(photo_patches):
+    """An image as colourful as the greyest of its aims is left as it is,
+    however colourful the others; a grey image stays grey; luma is kept."""
+    clean = torch.stack([to_tensor(p) for p in photo_patches[:2]])
+    own = colour_stats(clean)[:, None]
+    vivid = colour_stats(inject.inject(clean, "colour_cast", 1.0, seed=0))[:, None]
+    torch.testing.assert_close(resaturate(clean, torch.cat([vivid, own], dim=1)), clean)
+    greyer = colour_stats(inject.inject(clean, "desaturate", 0.5, seed=0))[:, None]
+    torch.testing.assert_close(resaturate(clean, greyer), clean)
+    flat_grey = torch.full((1, 3, 8, 8), 0.5)
+    torch.testing.assert_close(resaturate(flat_grey, vivid[:1]), flat_grey)
+    grey = inject.inject(clean, "desaturate", 0.8, seed=0)
+    out = resaturate(grey, own)
+    torch.testing.assert_close(luma(out), luma(grey), atol=0.01, rtol=0)  # up to clipping
+
+
 @pytest.mark.parametrize("size", [(1, 1), (4, 64), (8, 8), (3, 700)])
 def test_devignette_takes_any_size(size):
     x = torch.rand(2, 3, *size)
@@ -199,6 +242,9 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
     assert eligibility("colour", ["unlike_reference"]) is Eligibility.IF_IT_CLEARS
     assert eligibility("colour", ["noise"]) is Eligibility.NO
     assert eligibility("residual", ["blur"]) is Eligibility.IF_IT_CLEARS
+    # desaturation has no statistic: the damage classifier's look is the only reason
+    assert eligibility("resaturate", ["looks_damaged"]) is Eligibility.IF_IT_CLEARS
+    assert eligibility("resaturate", ["blur", "noise"]) is Eligibility.NO
 
 
 @pytest.mark.parametrize(
@@ -269,6 +315,23 @@ def test_a_fix_with_a_witness_must_move_it():
     assert not witness_dropped("colour", before, 0, after, 0)
     assert witness_dropped("colour", before, 1, after, 1)
     assert witness_dropped("residual", before, 0, after, 0)  # no witness: nothing to show
+
+
+def test_a_fix_may_not_take_a_picture_further_from_the_references_than_it_was():
+    """Colouring a collapsed patch clears the damage classifier's flag but takes
+    it further from every reference (refused); colouring a greyed one brings it
+    nearer (allowed). A candidate with no such detector is never refused so."""
+    assert set(NO_FURTHER) <= set(CANDIDATES)
+    assert set(NO_FURTHER.values()) <= set(DETECTORS)
+
+    def scores(embedding: list[float]) -> ScoreBatch:
+        z = {"embedding": torch.tensor(embedding)}
+        return ScoreBatch(raw=z, z=z, score=z["embedding"], threshold=3.3)
+
+    before, after = scores([0.7, 0.3]), scores([2.2, -0.2])  # a collapse, then a greyed patch
+    assert moved_further("resaturate", before, 0, after, 0)
+    assert not moved_further("resaturate", before, 1, after, 1)
+    assert not moved_further("denoise", before, 0, after, 0)
 
 
 def test_a_fix_has_answered_its_faults_when_their_detectors_are_under_the_threshold():

@@ -88,15 +88,15 @@ class ReferenceKnn(nn.Module):
         return self._knn(query, reference), self._knn(query[:, colour], reference[:, colour])
 
     def neighbour_colours(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 6) colour moments (``colour_stats``) averaged over each image's k
-        nearest references by the whole descriptor: the colours a picture like
-        this one has in the reference set, where a colour fix should aim."""
+        """(N, k, 6) colour moments (``colour_stats``) of each image's k nearest
+        references by the whole descriptor: the colours pictures like this one
+        have in the reference set, where a colour fix should aim."""
         query = (self.describe(x) - self.mean) / self.std
         reference = self.reference.to(query.dtype)
         nearest = self._nearest(query, reference).indices
         colour = slice(reference.shape[1] - COLOUR_DIMS, None)
         moments = reference[:, colour] * self.std[colour] + self.mean[colour]
-        return moments[nearest].mean(1)
+        return moments[nearest]
 
     def _knn(self, query: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return self._nearest(query, reference).values.mean(1) / query.shape[1] ** 0.5

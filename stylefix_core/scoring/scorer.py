@@ -128,9 +128,10 @@ class Scorer:
         return torch.tensor(cal.reference_stats, device=device).expand(n, -1)
 
     def nearest_reference_colours(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 6) where a colour fix of ``x`` should aim in qa mode: the colours of
-        its nearest references, or the reference set's average without the
-        reference embedding (the classical baseline of the quality benchmark).
+        """(N, K, 6) where a colour fix of ``x`` should aim in qa mode: the colours
+        of its K nearest references, or (K = 1) the reference set's average
+        without the reference embedding (the classical baseline of the quality
+        benchmark).
 
         Not the average alone: a catalog has pictures of every colour, and
         moving a blue sky towards the average of all references turns it
@@ -138,7 +139,7 @@ class Scorer:
         aiming at the nearest references 0.5 dB).
         """
         if "embedding" not in self.detectors:
-            return self.colour_target(None, x.shape[0], x.device)
+            return self.colour_target(None, x.shape[0], x.device)[:, None]
         with torch.autocast(x.device.type, enabled=False):  # a statistic: float32
             return self.embedding.neighbour_colours(x.float())
 
