@@ -241,25 +241,29 @@ def changed_visibly(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     return mse > 255.0**2 * 10.0 ** (-VISIBLE_CHANGE_DB / 10.0)
 
 
+def _fall(
+    detector: str | None, before: ScoreBatch, index: int, after: ScoreBatch, after_index: int
+) -> float | None:
+    """How far ``detector``'s z fell from ``before`` to ``after``; None if it is not scored."""
+    if detector is None or detector not in before.z:
+        return None
+    return float(before.z[detector][index]) - float(after.z[detector][after_index])
+
+
 def witness_dropped(
     candidate: str, before: ScoreBatch, index: int, after: ScoreBatch, after_index: int
 ) -> bool:
     """Whether the candidate's witness detector fell by a whole unit (True if it has none)."""
-    witness = WITNESSES.get(candidate)
-    if witness is None or witness not in before.z:
-        return True
-    drop = float(before.z[witness][index]) - float(after.z[witness][after_index])
-    return drop >= MIN_PARTIAL_IMPROVEMENT
+    drop = _fall(WITNESSES.get(candidate), before, index, after, after_index)
+    return drop is None or drop >= MIN_PARTIAL_IMPROVEMENT
 
 
 def moved_further(
     candidate: str, before: ScoreBatch, index: int, after: ScoreBatch, after_index: int
 ) -> bool:
     """Whether the candidate raised the detector it must not raise (``NO_FURTHER``)."""
-    detector = NO_FURTHER.get(candidate)
-    if detector is None or detector not in before.z:
-        return False
-    return float(after.z[detector][after_index]) > float(before.z[detector][index])
+    drop = _fall(NO_FURTHER.get(candidate), before, index, after, after_index)
+    return drop is not None and drop < 0.0
 
 
 def brings_out(
