@@ -41,11 +41,12 @@ VISIBLE_CHANGE_DB = 40.0
 
 
 # Candidate name -> the detectors whose reason it answers directly: it is tried
-# on an image that carries one of them. Candidates not named (the learned
-# residual) are tried on every flagged image but, answering no reason in
-# particular, kept only if the image is no longer flagged afterwards: on the
-# quality benchmark the residual kept on still-flagged JPEG images lowered
-# their blocking score by 2-6 and their PSNR by 0.4-0.6 dB.
+# on an image that carries one of them. A candidate named neither here nor in
+# MAY_EXPLAIN (the learned residual) is tried on every flagged image but,
+# answering no reason in particular, kept only if the image is no longer
+# flagged afterwards: on the quality benchmark the residual kept on
+# still-flagged JPEG images lowered their blocking score by 2-6 and their
+# PSNR by 0.4-0.6 dB.
 ANSWERS: dict[str, tuple[str, ...]] = {
     "colour": ("colour",),
     "colour+residual": ("colour",),
@@ -294,7 +295,7 @@ def answered_faults_gone(candidate: str, after: ScoreBatch, index: int) -> bool:
     Only for classical fixes: a candidate with the learned residual in it
     (``LEARNED``) must clear the flag, as the residual alone must.
     """
-    answered = [d for d in ANSWERS[candidate] if d in after.z]
+    answered = [d for d in ANSWERS.get(candidate, ()) if d in after.z]
     if candidate in LEARNED or not answered:
         return False
     return all(float(after.z[d][index]) <= after.threshold for d in answered)

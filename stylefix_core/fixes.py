@@ -24,17 +24,19 @@ def colour_transfer(x: torch.Tensor, target_stats: torch.Tensor) -> torch.Tensor
     a colour fix that relit the image would trade one fault for another.
     ``target_stats`` is (N, 6) as made by ``colour.colour_stats``. The
     spread is only ever shrunk or grown by at most 2x so that a near-flat
-    image is not blown up into noise.
+    image is not blown up into noise. In float32 under any autocast, as the
+    statistics that aim it are.
     """
-    y = colour.to_opponent(x)
-    chroma = y[:, 1:]
-    mean = chroma.mean(dim=(2, 3), keepdim=True)
-    std = chroma.std(dim=(2, 3), keepdim=True, correction=0) + 1e-3
-    target_mean = target_stats[:, 1:3, None, None]
-    target_std = torch.exp(target_stats[:, 4:6, None, None])
-    gain = (target_std / std).clamp(0.5, 2.0)
-    y = torch.cat([y[:, :1], (chroma - mean) * gain + target_mean], dim=1)
-    return colour.from_opponent(y).clamp(0.0, 1.0)
+    with torch.autocast(x.device.type, enabled=False):
+        y = colour.to_opponent(x.float())
+        chroma = y[:, 1:]
+        mean = chroma.mean(dim=(2, 3), keepdim=True)
+        std = chroma.std(dim=(2, 3), keepdim=True, correction=0) + 1e-3
+        target_mean = target_stats[:, 1:3, None, None].float()
+        target_std = torch.exp(target_stats[:, 4:6, None, None].float())
+        gain = (target_std / std).clamp(0.5, 2.0)
+        y = torch.cat([y[:, :1], (chroma - mean) * gain + target_mean], dim=1)
+        return colour.from_opponent(y).clamp(0.0, 1.0)
 
 
 # The most ``resaturate`` multiplies the chroma by: a picture left with a tenth
@@ -62,13 +64,17 @@ def resaturate(x: torch.Tensor, aims: torch.Tensor) -> torch.Tensor:
     capped at 4) aiming at the average also coloured posterised and
     texture-lost patches, at -6.6 to -8.9 dB, and cost one desaturated
     patch 5.9 dB; aiming at the least colourful, none of those. Only ever
-    adds colour (a gain from 1 to ``RESATURATE_MAX_GAIN``).
+    adds colour (a gain from 1 to ``RESATURATE_MAX_GAIN``), in float32
+    under any autocast. Tried in style mode too, aimed at the colours the
+    style gives the content; the figures above are qa mode's.
     """
-    now = colour.colourfulness(colour.colour_stats(x))
-    goal = colour.colourfulness(aims).amin(dim=1)
-    gain = (goal / now.clamp(min=1e-4)).clamp(1.0, RESATURATE_MAX_GAIN)[:, None, None, None]
-    y = colour.to_opponent(x)
-    return colour.from_opponent(torch.cat([y[:, :1], y[:, 1:] * gain], dim=1)).clamp(0.0, 1.0)
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float()
+        now = colour.colourfulness(colour.colour_stats(x))
+        goal = colour.colourfulness(aims.float()).amin(dim=1)
+        gain = (goal / now.clamp(min=1e-4)).clamp(1.0, RESATURATE_MAX_GAIN)[:, None, None, None]
+        y = colour.to_opponent(x)
+        return colour.from_opponent(torch.cat([y[:, :1], y[:, 1:] * gain], dim=1)).clamp(0.0, 1.0)
 
 
 def denoise(x: torch.Tensor) -> torch.Tensor:

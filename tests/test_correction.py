@@ -32,6 +32,7 @@ from stylefix_core.evaluation.metrics import psnr
 from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.fixes import (
     DEBLUR_SIGMA,
+    RESATURATE_MAX_GAIN,
     deblur,
     denoise,
     dequantise,
@@ -172,6 +173,26 @@ def test_resaturate_aims_at_the_least_colourful_aim_and_never_takes_colour_away(
     grey = inject.inject(clean, "desaturate", 0.8, seed=0)
     out = resaturate(grey, own)
     torch.testing.assert_close(luma(out), luma(grey), atol=0.01, rtol=0)  # up to clipping
+
+
+def test_resaturate_multiplies_the_colour_at_most_ten_times(photo_patches):
+    """A picture left with a twentieth of its colour is not blown up twenty
+    times: what is left of it there is mostly rounding."""
+    clean = torch.stack([to_tensor(p) for p in photo_patches[:4]])
+    grey = inject.inject(clean, "desaturate", 0.95, seed=0)
+    out = resaturate(grey, colour_stats(clean)[:, None])
+    ratio = colourfulness(colour_stats(out)) / colourfulness(colour_stats(grey))
+    assert float(ratio.max()) <= RESATURATE_MAX_GAIN + 1e-3
+    assert float(ratio.min()) > 0.9 * RESATURATE_MAX_GAIN  # a little lost to clipping at most
+
+
+@pytest.mark.parametrize("size", [(1, 1), (4, 64), (8, 8), (3, 700)])
+def test_resaturate_takes_any_size(size):
+    image = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    aims = colour_stats(torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)))
+    out = resaturate(image * 0.1 + 0.45, aims[:, None].expand(-1, 3, -1))
+    assert out.shape == image.shape and bool(torch.isfinite(out).all())
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
 
 @pytest.mark.parametrize("size", [(1, 1), (4, 64), (8, 8), (3, 700)])
