@@ -62,3 +62,42 @@ def test_corrector_learns_to_undo_damage(images):
     with torch.inference_mode():
         fixed = model(noisy)
     assert float((fixed - clean).abs().mean()) < float((noisy - clean).abs().mean())
+
+
+def _reference_folder(images: list[torch.Tensor], folder) -> str:
+    from stylefix_core.imaging import encode_image
+
+    folder.mkdir()
+    for i, image in enumerate(images):
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        (folder / f"good-{i:02d}.png").write_bytes(encode_image(pixels, "png"))
+    return str(folder)
+
+
+def test_train_detector_resumes_from_its_checkpoint_dir(images, tmp_path, caplog):
+    from stylefix_core.bundle import load_bundle
+    from stylefix_core.training.cli import main
+
+    reference = _reference_folder(images, tmp_path / "good")
+    args = ["detector", "--reference", reference, "--steps", "4", "--device", "cpu"]
+    checkpoints = tmp_path / "state"
+    assert (
+        main([*args, "--out", str(tmp_path / "first"), "--checkpoint-dir", str(checkpoints)]) == 0
+    )
+    assert (checkpoints / "autoencoder.pt").exists()
+    with caplog.at_level("INFO", logger="stylefix_core.training.checkpoint"):
+        main([*args, "--out", str(tmp_path / "again"), "--checkpoint-dir", str(checkpoints)])
+    assert "resumed from" in caplog.text
+    first, again = load_bundle(str(tmp_path / "first")), load_bundle(str(tmp_path / "again"))
+    assert first.manifest.version == again.manifest.version
+    _same(first.autoencoder, again.autoencoder)
+
+
+def test_train_default_refuses_knobs_its_fixed_recipe_would_ignore(tmp_path, capsys):
+    from stylefix_core.training.cli import main
+
+    for knob in (["--steps", "10"], ["--seed", "3"], ["--max-images", "5"]):
+        with pytest.raises(SystemExit) as refused:
+            main(["default", "--out", str(tmp_path / "b"), *knob])
+        assert refused.value.code == 2
+        assert "unrecognized arguments" in capsys.readouterr().err

@@ -190,13 +190,17 @@ def retrain_detector(
     out_url: str,
     cfg: DetectorTrainConfig,
     device: torch.device,
+    checkpoint_dir: str = "",
 ) -> Manifest:
     """Autoencoder, reference embedding and calibration from a catalog owner's
     reference set of good images (qa mode); the generator, discriminator and
-    corrector are kept."""
+    corrector are kept. ``checkpoint_dir`` resumes the shipped autoencoder,
+    as ``train_bundle`` does; the cross-fitted ones are trained again."""
     fit, held = split_reference(reference, cfg.seed)
     fit_clean, held_clean = reencoded(fit, cfg), reencoded(held, cfg)
-    detectors = train_detectors(fit, fit_clean, cfg, device)
+    detectors = train_detectors(
+        fit, fit_clean, cfg, device, _checkpoint(checkpoint_dir, "autoencoder")
+    )
     folds = cross_fit(fit, fit_clean, held, held_clean, cfg, device)
     calibration = calibrate(
         detectors,
@@ -223,9 +227,10 @@ def retrain_corrector(
     out_url: str,
     cfg: CorrectorTrainConfig,
     device: torch.device,
+    checkpoint_dir: str = "",
 ) -> Manifest:
     """The residual corrector from anomalies injected into reference images."""
-    corrector = train_corrector(reference, cfg, device)
+    corrector = train_corrector(reference, cfg, device, _checkpoint(checkpoint_dir, "corrector"))
     note = {"corrector": {"config": asdict(cfg), "reference_images": len(reference)}}
     return _save_updated(
         bundle, out_url, {"corrector": corrector}, bundle.manifest.calibration, reference, note

@@ -24,9 +24,17 @@ from stylefix_core.training.data import load_images
 from stylefix_core.training.detector import DetectorTrainConfig
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _where(parser: argparse.ArgumentParser) -> None:
+    """Where to write and run, and where to keep state for resuming: every command."""
     parser.add_argument("--out", required=True, help="bundle folder URL to write")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--checkpoint-dir", default="", help="save training state here; a rerun resumes from it"
+    )
+
+
+def _knobs(parser: argparse.ArgumentParser) -> None:
+    """Seed, length and data size: not for ``default``, whose recipe is fixed."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=0, help="0: the default for each network")
     parser.add_argument("--max-images", type=int, default=0, help="0: every image of the URL")
@@ -43,7 +51,6 @@ def _parser() -> argparse.ArgumentParser:
         "--style", required=True, help="style example images (one or several): URL, glob or folder"
     )
     style.add_argument("--name", default="custom", help="the style's name in the bundle")
-    style.add_argument("--checkpoint-dir", default="", help="save and resume training state here")
     detector = sub.add_parser(
         "detector", help="autoencoder, reference set and calibration from good images"
     )
@@ -65,8 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     default.add_argument(
         "--scale", type=float, default=1.0, help="fraction of the default step counts"
     )
+    default.set_defaults(seed=0)
     for p in (style, detector, corrector, default):
-        _common(p)
+        _where(p)
+    for p in (style, detector, corrector):
+        _knobs(p)
     return parser
 
 
@@ -89,6 +99,7 @@ def _train_detector(args: argparse.Namespace, device: torch.device) -> Manifest:
         args.out,
         cfg,
         device,
+        checkpoint_dir=args.checkpoint_dir,
     )
 
 
@@ -101,13 +112,16 @@ def _train_corrector(args: argparse.Namespace, device: torch.device) -> Manifest
         args.out,
         cfg,
         device,
+        checkpoint_dir=args.checkpoint_dir,
     )
 
 
 def _train_default(args: argparse.Namespace, device: torch.device) -> Manifest:
     from stylefix_core.training.default import train_default
 
-    return train_default(args.out, scale=args.scale, device=str(device))
+    return train_default(
+        args.out, scale=args.scale, device=str(device), checkpoint_dir=args.checkpoint_dir
+    )
 
 
 def main(argv: Sequence[str]) -> int:

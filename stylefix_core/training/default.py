@@ -31,8 +31,14 @@ def default_config(scale: float = 1.0) -> BundleTrainConfig:
 
 
 def train_default(
-    out_url: str, scale: float = 1.0, n_content: int = 240, device: str = "cpu"
+    out_url: str,
+    scale: float = 1.0,
+    n_content: int = 240,
+    device: str = "cpu",
+    checkpoint_dir: str = "",
 ) -> Manifest:
     content = [to_tensor(a) for a in make_assets(seed=1234, n=n_content, sizes=CONTENT_SIZES)]
     style = [to_tensor(s) for s in make_style_images("riso")]
-    return train_bundle(content, style, out_url, default_config(scale), torch.device(device))
+    return train_bundle(
+        content, style, out_url, default_config(scale), torch.device(device), checkpoint_dir
+    )
