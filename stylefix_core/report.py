@@ -76,31 +76,33 @@ def report_row(
     """
     height, width = image.pixels.shape[:2]
     member = image.member
-    return {
-        "run_id": run_id,
-        "shard": member.shard,
-        "key": member.key,
-        "source_uri": redact(member.source_uri),
-        "width": int(width),
-        "height": int(height),
-        "mode": mode,
-        "style": style,
-        "model_version": model_version,
-        "anomaly_score": result.anomaly_score,
-        "threshold": result.threshold,
-        "is_anomaly": result.is_anomaly,
-        **{f"score_{d}": result.scores[d] for d in DETECTORS},
-        "reasons": list(result.reasons),
-        "run_collapse": False,
-        "corrected": result.corrected,
-        "correction": result.correction,
-        "score_after_correction": result.score_after_correction,
-        "output_uri": redact(output_uri),
-        "input_sha256": image.input_sha256,
-        "input_hash": average_hash(image.pixels),
-        "styled_hash": result.styled_hash,
-        "device": result.device,
-    }
+    return _encodable(
+        {
+            "run_id": run_id,
+            "shard": member.shard,
+            "key": member.key,
+            "source_uri": redact(member.source_uri),
+            "width": int(width),
+            "height": int(height),
+            "mode": mode,
+            "style": style,
+            "model_version": model_version,
+            "anomaly_score": result.anomaly_score,
+            "threshold": result.threshold,
+            "is_anomaly": result.is_anomaly,
+            **{f"score_{d}": result.scores[d] for d in DETECTORS},
+            "reasons": list(result.reasons),
+            "run_collapse": False,
+            "corrected": result.corrected,
+            "correction": result.correction,
+            "score_after_correction": result.score_after_correction,
+            "output_uri": redact(output_uri),
+            "input_sha256": image.input_sha256,
+            "input_hash": average_hash(image.pixels),
+            "styled_hash": result.styled_hash,
+            "device": result.device,
+        }
+    )
 
 
 def error_row(row: ErrorRow) -> dict[str, Any]:
@@ -108,10 +110,28 @@ def error_row(row: ErrorRow) -> dict[str, Any]:
     data = asdict(row)
     for column in ("source_uri", "message"):
         data[column] = redact(data[column])
-    return data
+    return _encodable(data)
 
 
 def to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows sorted by key, so a part file's bytes do not depend on arrival order."""
     ordered = sorted(rows, key=lambda r: (r["key"], r.get("stage", "")))
     return pa.Table.from_pylist(ordered, schema=schema)
+
+
+def _encodable(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with text that cannot be UTF-8 written with backslash escapes.
+
+    A lone surrogate (a local file name of Latin-1 bytes, a ``\\ud800``
+    escape in an input's JSON metadata) cannot cross a runner's shuffle nor
+    go into Parquet: one such value would fail its whole shard.
+    """
+    return {column: _encodable_text(value) for column, value in row.items()}
+
+
+def _encodable_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable_text(v) for v in value]
+    return value

@@ -16,6 +16,7 @@ every limit as well.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import tarfile
 import zlib
@@ -237,7 +238,20 @@ def _hostile_tar(catalog: Catalog, token: str) -> None:
     long_key = "l" * 300
     too_long = ("write", "OutputWriteError", "could not write")
     shard.error((long_key + ".png", rgb(11)), "key too long for a file name", long_key, *too_long)
+    _hostile_metadata(shard)
     tar_file(catalog.root / shard.name, shard.members)
+
+
+def _hostile_metadata(shard: _Shard) -> None:
+    """Metadata a JSON parser chokes on, and a style no Parquet file can hold."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    shard.members.append(("deep.json", deep))
+    shard.ok(("deep.png", rgb(12)), "metadata nested 100000 arrays deep (ignored)", "deep")
+    shard.ok(("after-deep.png", rgb(13)), "control after the deep metadata", "after-deep")
+    shard.members.append(("surrogate.json", b'{"style": "\\ud800"}'))
+    route = ("route", "RouteError", "no bundle")
+    lone = "style named by a lone UTF-16 surrogate"
+    shard.error(("surrogate.png", rgb(14)), lone, "surrogate", *route)
 
 
 def _formats_tar(catalog: Catalog) -> None:
@@ -407,6 +421,8 @@ def _parquet_cells(catalog: Catalog) -> None:
             "Parquet EXIF-rotated JPEG",
             (10, 30),
         ),
+        ("p-listed", rgb(65), "p-listed", "Parquet metadata cell of numbers (ignored)", (24, 20)),
+        ("p-after", rgb(66), "p-after", "Parquet row after the numbers", (24, 20)),
     ]
     for _, _, key, kind, expect in rows:
         if isinstance(expect[0], int):
@@ -415,7 +431,11 @@ def _parquet_cells(catalog: Catalog) -> None:
             shard.error(None, kind, key, *expect)
     keys = pa.array([row[0] for row in rows], pa.string())
     images = pa.array([row[1] for row in rows], pa.binary())
-    pq.write_table(pa.table({"key": keys, "image": images}), catalog.root / shard.name)
+    # a metadata column of lists of numbers: neither JSON text, a struct nor a map
+    listed = [[1, 2] if row[0] == "p-listed" else None for row in rows]
+    metadata = pa.array(listed, pa.list_(pa.int64()))
+    table = pa.table({"key": keys, "image": images, "metadata": metadata})
+    pq.write_table(table, catalog.root / shard.name)
 
 
 def _loose_files(catalog: Catalog) -> None:
@@ -447,6 +467,10 @@ def _loose_files(catalog: Catalog) -> None:
         else:
             shard.error(None, kind, *expect)
     (folder / "README.txt").write_text("not an image: ignored, counted in the run manifest\n")
+    latin1 = os.fsdecode(b"caf\xe9")  # a Latin-1 file name: its byte is not UTF-8
+    (folder / f"{latin1}.png").write_bytes(png)
+    unsafe = ("read", "UnsafeMemberError", "is not UTF-8")
+    shard.error(None, "loose file named in Latin-1 bytes", "loose/caf\\udce9", *unsafe)
 
 
 def build_catalog(root: Path, token: str) -> Catalog:

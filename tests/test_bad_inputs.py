@@ -217,3 +217,18 @@ def test_the_reliability_page_lists_every_input_kind_tried(bad_run):
     page = page.replace("`", "")
     missing = sorted({e.kind for e in catalog.expected if e.kind not in page})
     assert not missing, f"docs/reliability.md does not mention: {missing}"
+
+
+def test_text_that_cannot_be_utf8_is_escaped_before_it_leaves_the_row_builders():
+    """Lone surrogates cannot cross a runner's shuffle nor go into Parquet."""
+    from stylefix_core.records import ErrorRow
+    from stylefix_core.report import ERROR_SCHEMA, error_row, to_table
+
+    lone = "caf\udce9"
+    row = error_row(ErrorRow("run", "s.tar", lone, f"/in/{lone}.png", "read", "X", f"bad {lone}"))
+    assert (row["key"], row["source_uri"], row["message"]) == (
+        "caf\\udce9",
+        "/in/caf\\udce9.png",
+        "bad caf\\udce9",
+    )
+    assert to_table([row], ERROR_SCHEMA).column("key").to_pylist() == ["caf\\udce9"]

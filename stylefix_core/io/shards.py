@@ -512,7 +512,7 @@ def _parse_metadata(raw: bytes, where: str) -> dict[str, Any]:
     """JSON object to dict; bad metadata is logged and dropped, never fatal."""
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         logger.warning("ignoring unreadable metadata %s: %s", storage.redact(where), exc)
         return {}
     if not isinstance(value, dict):
@@ -664,7 +664,10 @@ def _row_metadata(values: dict[str, Any], where: str) -> dict[str, Any]:
     elif isinstance(raw, dict):
         metadata.update(raw)
     elif isinstance(raw, list):  # a map column arrives as (key, value) pairs
-        metadata.update(dict(raw))
+        if all(isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in raw):
+            metadata.update(dict(raw))
+        else:
+            logger.warning("ignoring metadata %s: a list, not a map", storage.redact(where))
     if values.get("style") is not None:
         metadata["style"] = values["style"]
     return metadata
@@ -677,6 +680,10 @@ def _read_files(spec: ShardSpec, limits: Limits) -> Iterator[Item]:
     seen: set[str] = set()
     for url in spec.urls:
         key = _file_key(url, spec.root)
+        if _printable(key) != key:  # a local name of bytes that are not UTF-8
+            message = f"file name {_printable(key)!r} is not UTF-8; not read"
+            yield _failure(spec, _printable(key), _printable(url), "UnsafeMemberError", message)
+            continue
         if key in seen:
             message = f"another file has the key {key!r}; only the first in name order is used"
             yield _failure(spec, key, url, "DuplicateKey", message)
@@ -711,7 +718,9 @@ def _sidecar_metadata(url: str, limits: Limits) -> dict[str, Any]:
         raw = storage.read_bytes(sidecar, max_bytes=limits.max_file_bytes)
     except FileNotFoundError:
         return {}
-    except (OSError, InputLimitError) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, InputLimitError) or storage.is_storage_error(exc)):
+            raise
         logger.warning(
             "ignoring unreadable metadata %s: %s", storage.redact(sidecar), storage.redact(str(exc))
         )
