@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipelines.options import to_job_config
+from pipelines.options import refuse_misspelt_options, to_job_config
 from pipelines.progress import run_and_watch
 from pipelines.run_manifest import RunPlan, RunSummary, WriteRunManifest, summarise
 from pipelines.transforms import NAMESPACE, StyleFix
@@ -119,6 +119,7 @@ def run(
     is how a Flex Template launcher submits), nothing has run when this
     returns: the totals are empty and the job writes its manifest itself.
     """
+    refuse_misspelt_options(argv)
     options = PipelineOptions(argv)
     config = to_job_config(options)
     started, started_at = (

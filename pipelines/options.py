@@ -7,7 +7,10 @@ Options are declared once here; Flex Template metadata and the schedule in
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import sys
+from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
@@ -127,6 +130,28 @@ class StyleFixOptions(PipelineOptions):
             default=defaults.progress_interval_s,
             help="seconds between progress lines while the job runs",
         )
+
+
+def refuse_misspelt_options(argv: Sequence[str] | None) -> None:
+    """A ValueError for a flag no option class knows that looks like one of ours.
+
+    Beam drops flags it cannot parse with only a warning, so ``--max-pixels``
+    (the hyphens of ``stylefix report``) or ``--devic cuda`` would run with
+    the default instead. Other unknown flags still pass as Beam lets them
+    (a runner may read flags from option classes this process never imports).
+    """
+    flags = sys.argv[1:] if argv is None else argv
+    known = set(PipelineOptions([]).get_all_options())
+    ours = list(StyleFixOptions([]).get_all_options(current_only=True))
+    for flag in flags:
+        if not flag.startswith("--") or flag == "--":
+            continue
+        name = flag[2:].split("=", 1)[0]
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name.replace("-", "_"), ours, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(f"unknown option --{name}; did you mean --{close[0]}?")
 
 
 def to_job_config(options: PipelineOptions) -> JobConfig:

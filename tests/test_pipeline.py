@@ -165,3 +165,23 @@ def test_a_tampered_bundle_stops_the_job_before_it_starts(catalog, tmp_path):
 def test_missing_required_options_are_named():
     with pytest.raises(ValueError, match="--output"):
         run(["--input=x", *RUNNER])
+
+
+@pytest.mark.parametrize(
+    ("flag", "meant"),
+    [("--max-pixels=5", "--max_pixels"), ("--devic=cuda", "--device"), ("--resum", "--resume")],
+)
+def test_a_misspelt_option_stops_the_job_before_it_starts(flag, meant, tmp_path):
+    """Beam would drop it with a warning and run on the default."""
+    with pytest.raises(
+        ValueError, match=f"unknown option {flag.split('=')[0]}; did you mean {meant}"
+    ):
+        run(["--input=x", f"--output={tmp_path / 'out'}", flag, *RUNNER])
+    assert not (tmp_path / "out").exists()
+
+
+def test_flags_of_option_classes_not_imported_here_still_pass():
+    """A runner may read flags this process has no option class for."""
+    from pipelines.options import refuse_misspelt_options
+
+    refuse_misspelt_options(["--input=x", "--output=y", "--sdk_worker_parallelism=2", "--xyz"])
