@@ -1,7 +1,7 @@
 # The commands people type. Every target installs what it needs first.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build keeps installs small; choose another torch (a CUDA build) here.
+# Installed first, so that pip takes a CPU build where one is offered (README).
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= out
 RUNNER ?= DirectRunner
