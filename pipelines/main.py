@@ -74,16 +74,23 @@ def only_writes_a_template(options: PipelineOptions) -> bool:
 def _pending_shards(
     config: JobConfig, specs: list[ShardSpec], summary: RunSummary
 ) -> list[ShardSpec]:
-    """With --resume, shards whose marker exists count as done and are not re-run."""
+    """With --resume, shards whose marker records this job over the same
+    input files count as done and are not re-run; every other shard runs."""
     if not config.resume:
         return specs
     pending = []
     for spec in specs:
         counts = outputs.read_marker(config.output, spec.name)
-        if counts is None:
-            pending.append(spec)
-        else:
+        if counts is not None and counts.completes(config.resolved_run_id(), spec.urls):
             summary.shards_skipped += 1
+            continue
+        if counts is not None:
+            log.info(
+                "shard %s: its marker is from run %s or other input files; running it again",
+                spec.name,
+                counts.run_id or "(unrecorded)",
+            )
+        pending.append(spec)
     return pending
 
 

@@ -69,7 +69,8 @@ class ReadShard(beam.DoFn):
         self._failed = Metrics.counter(NAMESPACE, "images_failed")
 
     def process(self, spec: ShardSpec) -> Iterator:
-        yield beam.pvalue.TaggedOutput(SEED, (spec.name, (SEED, None)))
+        seed = {"inputs": outputs.inputs_digest(spec.urls)}
+        yield beam.pvalue.TaggedOutput(SEED, (spec.name, (SEED, seed)))
         cfg = self._config
         try:
             for item in shards.read_shard(
@@ -333,6 +334,8 @@ class WriteShardParts(beam.DoFn):
             corrected=sum(r["corrected"] for r in reports),
             devices=sorted({r["device"] for r in reports}),
             errors_by_stage=dict(sorted(stages.items())),
+            run_id=self._config.resolved_run_id(),
+            inputs=next((row["inputs"] for tag, row in tagged if tag == SEED), ""),
         )
         outputs.write_shard_outputs(
             self._config.output,

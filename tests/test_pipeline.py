@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -132,6 +133,41 @@ def test_resume_skips_complete_shards_and_ends_the_same(catalog, tmp_path):
     summary = _job(root, tmp_path, "--resume")
     assert summary.shards_skipped == 3 and summary.shards == 4
     assert _snapshot(tmp_path) == complete
+
+
+def test_resume_runs_again_what_another_job_completed(catalog, tmp_path):
+    """A marker is trusted for the same settings only: here qa mode after style mode."""
+    root, _ = catalog
+    _job(root, tmp_path)
+    summary = _job(root, tmp_path, "--resume", "--mode=qa")
+    assert summary.shards_skipped == 0 and summary.shards == 4
+    modes = set(_table(tmp_path / "report").column("mode").to_pylist())
+    assert modes == {"qa"}
+
+
+def test_resume_runs_again_the_file_groups_a_new_file_moved(tmp_path):
+    """Loose files are grouped by position: a new first file moves every group."""
+    from stylefix_core.imaging import encode_image
+
+    folder = tmp_path / "loose"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+
+    def add(name: str) -> None:
+        pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        (folder / f"{name}.png").write_bytes(encode_image(pixels, "png"))
+
+    for name in ("b", "c", "d"):
+        add(name)
+    out = tmp_path / "out"
+    _job(folder, out, "--files_per_shard=2")
+    add("a")
+    summary = _job(folder, out, "--files_per_shard=2", "--resume")
+    assert summary.shards == 2 and summary.shards_skipped == 0
+    keys = sorted(_table(out / "report").column("key").to_pylist())
+    assert keys == ["a", "b", "c", "d"]
+    again = _job(folder, out, "--files_per_shard=2", "--resume")
+    assert again.shards_skipped == 2
 
 
 def test_qa_mode_writes_unflagged_images_back_bit_identical(catalog, tmp_path):

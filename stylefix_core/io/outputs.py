@@ -8,9 +8,11 @@ under its final name. The shard's completion marker is written last.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import posixpath
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
@@ -24,7 +26,14 @@ FORMAT_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
 @dataclass(frozen=True)
 class ShardCounts:
-    """What one shard produced; the marker file holds exactly this."""
+    """What one shard produced; the marker file holds exactly this.
+
+    ``run_id`` and ``inputs`` (``inputs_digest`` of the shard's input URLs)
+    say which job and which files the counts are for, so that ``--resume``
+    trusts a marker only for the same settings and the same files: loose
+    files are grouped by position in the listing, and one file added moves
+    every later group's members.
+    """
 
     shard: str
     report_rows: int
@@ -33,6 +42,17 @@ class ShardCounts:
     corrected: int
     devices: list[str] = field(default_factory=list)
     errors_by_stage: dict[str, int] = field(default_factory=dict)
+    run_id: str = ""
+    inputs: str = ""
+
+    def completes(self, run_id: str, urls: Sequence[str]) -> bool:
+        """Whether this marker records the job ``run_id`` over exactly ``urls``."""
+        return self.run_id == run_id and self.inputs == inputs_digest(urls)
+
+
+def inputs_digest(urls: Sequence[str]) -> str:
+    """A short digest of a shard's input URLs, in order."""
+    return hashlib.sha256("\n".join(urls).encode("utf-8", "backslashreplace")).hexdigest()[:16]
 
 
 def safe_key(key: str) -> str:
