@@ -109,7 +109,8 @@ def test_shards_on_an_object_store_end_as_outputs_there(catalog, local_images, b
     assert manifest["counts"]["report_rows"] == summary.report_rows
     assert manifest["options"]["output"] == out
 
-    resumed = run([f"--input={bucket}/catalog", f"--output={out}", "--resume", *BATCH_RUNNER])
+    again = [f"--input={bucket}/catalog", f"--output={out}", f"--run_id={RUN_ID}"]
+    resumed = run([*again, "--resume", *BATCH_RUNNER])
     assert resumed.shards_skipped == resumed.shards == 4
     assert resumed.report_rows == summary.report_rows
 
