@@ -8,8 +8,10 @@ images, so one bad image costs one error row and not its batch-mates.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,8 +92,15 @@ class Engine:
         # re-run write identical files. GPUs need the batch to be busy.
         self.images_per_call = 1 if device.type == "cpu" else batch.max_batch_size
         self.max_pixels_per_call = batch.max_batch_pixels
+        # Beam runs several bundles of one process at once, on threads that
+        # share this engine. Each batch is sized to the process's whole share
+        # of GPU memory, so on a GPU they take turns: the kernels queue on one
+        # device anyway, and an image that ran out of memory only because
+        # another thread held it would become a spurious error row.
+        self._one_at_a_time: contextlib.AbstractContextManager = contextlib.nullcontext()
         if device.type == "cuda":
             self.max_pixels_per_call = min(batch.max_batch_pixels, self._pixels_that_fit())
+            self._one_at_a_time = threading.Lock()
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -109,6 +118,10 @@ class Engine:
 
     def process(self, images: Sequence[np.ndarray]) -> list[Outcome]:
         """One outcome per input image, in input order."""
+        with self._one_at_a_time:
+            return self._process(images)
+
+    def _process(self, images: Sequence[np.ndarray]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(images)
         for indices in self._groups(images):
             results = run_in_halves(

@@ -7,7 +7,9 @@ need CUDA skip cleanly without it. About 2 s on CPU.
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -151,3 +153,45 @@ def test_statistics_and_the_damage_classifier_score_on_cuda_as_on_cpu():
     for d, value in raw["cpu"].items():
         if d not in NETWORK_DETECTORS:
             torch.testing.assert_close(raw["cuda"][d].cpu(), value, rtol=1e-3, atol=1e-3, msg=d)
+
+
+class _Counting(Engine):
+    """Counts how many threads are inside a model call at once."""
+
+    inside = 0
+    most = 0
+
+    def _process_same_size(self, images):
+        type(self).inside += 1
+        type(self).most = max(type(self).most, type(self).inside)
+        try:
+            threading.Event().wait(0.05)
+            return super()._process_same_size(images)
+        finally:
+            type(self).inside -= 1
+
+
+def _from_threads(engine: Engine, batches: list) -> list:
+    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+        return list(pool.map(engine.process, batches))
+
+
+def test_threads_sharing_an_engine_take_turns_where_it_holds_a_lock():
+    """On CUDA the engine holds one: each batch is sized to all of the process's memory."""
+    engine = _Counting(load_bundle(""), Mode.QA, torch.device("cpu"), BatchConfig())
+    engine._one_at_a_time = threading.Lock()
+    batches = [[image] for image in make_assets(seed=3, n=4, sizes=[(32, 32)])]
+    _Counting.most = 0
+    _from_threads(engine, batches)
+    assert _Counting.most == 1
+
+
+@needs_cuda
+def test_threads_sharing_a_cuda_engine_get_what_one_thread_gets():
+    engine = Engine(load_bundle(""), Mode.QA, torch.device("cuda"), BatchConfig())
+    assert isinstance(engine._one_at_a_time, type(threading.Lock()))
+    batches = [[image] for image in make_assets(seed=4, n=6, sizes=[(64, 64), (48, 80)])]
+    alone = [engine.process(batch) for batch in batches]
+    together = _from_threads(engine, batches)
+    for one, other in zip(alone, together, strict=True):
+        assert [o.styled_hash for o in one] == [o.styled_hash for o in other]
