@@ -416,3 +416,24 @@ def test_chromium_check_sees_console_messages_and_broken_images(job: Run, tmp_pa
     loaded = load_page(CHROMIUM, page, tmp_path / "profile")
     assert any("probe" in message for message in loaded.console)
     assert len(Elements(loaded.dom).find("div", class_="broken")) == 1
+
+
+def test_the_report_counts_only_its_own_run_where_another_left_parts(tmp_path):
+    """Three loose files in three groups, then one file alone into the same prefix."""
+    from stylefix_core.imaging import encode_image
+    from stylefix_core.qa_report.loader import load_run
+
+    rng = np.random.default_rng(5)
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "out"
+    for folder, names in ((first, "abc"), (second, "z")):
+        folder.mkdir()
+        for name in names:
+            pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+            (folder / f"{name}.png").write_bytes(encode_image(pixels, "png"))
+    grouped = ["--files_per_shard=1", "--runner=FnApiRunner"]
+    run([f"--input={first}", f"--output={out}", *grouped])
+    summary = run([f"--input={second}", f"--output={out}", *grouped])
+    assert len(list((out / "report").glob("part-*.parquet"))) == 3  # two left by the first run
+    tables = load_run(str(out))
+    assert tables.report.column("key").to_pylist() == ["z"]
+    assert set(tables.report.column("run_id").to_pylist()) == {summary.run_id}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stylefix_core.config import Limits
@@ -91,12 +92,32 @@ def load_run(output: str) -> RunTables:
     if not report_parts and not error_parts:
         raise ReportInputError(f"no report or error parts under {storage.redact(output)}")
     report_schema = pa.schema([REPORT_SCHEMA.field(name) for name in REPORT_COLUMNS])
+    manifest = read_manifest(output)
+    run_id = (manifest or {}).get("run_id")
     return RunTables(
         output=output,
-        report=_read_tables(report_parts, report_schema),
-        errors=_read_tables(error_parts, ERROR_SCHEMA),
-        manifest=read_manifest(output),
+        report=_of_run(_read_tables(report_parts, report_schema), run_id, "report"),
+        errors=_of_run(_read_tables(error_parts, ERROR_SCHEMA), run_id, "error"),
+        manifest=manifest,
     )
+
+
+def _of_run(table: pa.Table, run_id: str | None, what: str) -> pa.Table:
+    """The rows of the manifest's run alone, where there is a manifest.
+
+    A prefix another job wrote to before holds that job's parts too (shards
+    this run did not plan), and a report over both would count images twice.
+    """
+    if not run_id:
+        return table
+    kept = table.filter(pc.equal(table["run_id"], run_id))
+    if kept.num_rows < table.num_rows:
+        log.warning(
+            "report: left out %d %s row(s) of other runs under this prefix",
+            table.num_rows - kept.num_rows,
+            what,
+        )
+    return kept
 
 
 def read_manifest(output: str) -> dict[str, Any] | None:
