@@ -71,6 +71,12 @@ def _report_parser(default_top: int) -> argparse.ArgumentParser:
     add = parser.add_argument
     add("output", help="the run's output prefix URL")
     add("--compare", metavar="PREVIOUS_OUTPUT", help="a previous run's output prefix URL")
+    add(
+        "--compare-optional",
+        action="store_true",
+        help="a --compare prefix with no run under it (a first night, a night that did not "
+        "run) is noted and left out instead of failing the command",
+    )
     add("--top", type=int, default=default_top, help="how many of the worst images to show")
     add("--html", help="where to write the page (default: OUTPUT/report.html)")
     add("--max-flagged-share", type=_share, help="alert above this share of flagged images")
@@ -106,12 +112,15 @@ def _report_lines(result: ReportResult) -> list[str]:
 def cmd_report(argv: Sequence[str]) -> int:
     from stylefix_core.qa_report.build import DEFAULT_TOP, build_report
     from stylefix_core.qa_report.compare import AlertLimits
-    from stylefix_core.qa_report.loader import ReportInputError
+    from stylefix_core.qa_report.loader import ReportInputError, holds_run
 
     parser = _report_parser(DEFAULT_TOP)
     args = parser.parse_args(argv)
     if not args.compare and (args.max_drift_ks is not None or args.min_drift_p is not None):
         parser.error("--max-drift-ks and --min-drift-p need --compare")
+    if args.compare and args.compare_optional and not holds_run(args.compare):
+        print(f"stylefix report: no run under {args.compare}; not compared", file=sys.stderr)
+        args.compare = None
 
     limits = AlertLimits(
         max_flagged_share=args.max_flagged_share,

@@ -325,6 +325,7 @@ def test_the_nightly_dag_parses_without_airflow_and_its_job_arguments_with_the_p
     check = dag.check_command()
     assert check[:3] == ["stylefix", "report", dag.OUTPUT]
     assert check[check.index("--compare") + 1] == dag.PREVIOUS != dag.OUTPUT
+    assert "--compare-optional" in check  # the first night has nothing to compare with
     assert "--max-flagged-share" in check
 
 

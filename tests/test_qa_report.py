@@ -263,6 +263,19 @@ def test_report_command_on_an_empty_prefix_says_so(tmp_path: Path, capsys):
     assert "no report or error parts" in capsys.readouterr().err
 
 
+def test_an_optional_comparison_with_no_previous_run_is_noted_not_fatal(
+    job: Run, tmp_path: Path, capsys
+):
+    """The nightly check on its first night: nothing under yesterday's prefix yet."""
+    missing = str(tmp_path / "yesterday")
+    page = str(tmp_path / "page.html")
+    assert cli(["report", str(job.output), "--compare", missing, "--html", page]) == 2
+    capsys.readouterr()
+    optional = ["--compare", missing, "--compare-optional", "--html", page]
+    assert cli(["report", str(job.output), *optional]) == 0
+    assert "not compared" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------- comparison
 
 

@@ -77,6 +77,7 @@ def check_command() -> list[str]:
         OUTPUT,
         "--compare",
         PREVIOUS,
+        "--compare-optional",  # the first night, or after a night that did not run
         "--max-flagged-share",
         MAX_FLAGGED_SHARE,
     ]

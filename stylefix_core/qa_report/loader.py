@@ -85,11 +85,16 @@ class Fetched:
     note: str = ""
 
 
+def holds_run(output: str) -> bool:
+    """Whether ``output`` holds a run's report or error parts."""
+    return bool(_parts(storage.join(output, "report")) or _parts(storage.join(output, "errors")))
+
+
 def load_run(output: str) -> RunTables:
     """Read a run's tables (and manifest, if any); raises ReportInputError if there are none."""
     report_parts = _parts(storage.join(output, "report"))
     error_parts = _parts(storage.join(output, "errors"))
-    if not report_parts and not error_parts:
+    if not (report_parts or error_parts):
         raise ReportInputError(f"no report or error parts under {storage.redact(output)}")
     report_schema = pa.schema([REPORT_SCHEMA.field(name) for name in REPORT_COLUMNS])
     manifest = read_manifest(output)
