@@ -131,7 +131,7 @@ def run(
     config = to_job_config(options)
     started, started_at = (
         time.monotonic(),
-        dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     if config.device == "cuda" and workers_run_here(options):
         resolve_device("cuda")  # fail before any worker starts, where they start here

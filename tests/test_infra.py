@@ -16,10 +16,10 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 from apache_beam.options.pipeline_options import (
     DebugOptions,
@@ -95,8 +95,9 @@ def _dry_run(script: str, *args: str, **env: str) -> list[list[str]]:
 
 
 def _job_argv(command: list[str]) -> list[str]:
-    """The arguments after ``python -m pipelines.main``."""
-    assert command[:3] == ["python", "-m", "pipelines.main"], command
+    """The arguments after ``python -m pipelines.main`` (the venv's python or PATH's)."""
+    assert command[0].split("/")[-1] == "python", command
+    assert command[1:3] == ["-m", "pipelines.main"], command
     return command[3:]
 
 
@@ -280,7 +281,7 @@ def test_the_flink_cluster_and_job_server_match_the_pinned_beam():
 
 @pytest.mark.parametrize("way", ["portable", "flink"])
 def test_the_flink_submission_parses_with_the_pipeline_parser(way):
-    env = {"INPUT": IO[0][8:], "OUTPUT": IO[1][9:], "MODE": "qa"}
+    env = {"INPUT": IO[0][8:], "OUTPUT": IO[1][9:], "MODE": "qa", "BUCKET": "bkt"}
     *forwards, command = _dry_run("flink/submit.sh", way, **env)
     options = PipelineOptions(_job_argv(command))
     assert to_job_config(options).mode is Mode.QA

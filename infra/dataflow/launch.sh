@@ -17,10 +17,16 @@
 #   MAX_BATCH_SIZE [32]  GPU_MEMORY_SHARE [0.1]: Dataflow starts one SDK process per
 #     vCPU, each with its own copy of the models on the one GPU, so each may use
 #     about 1/vCPUs of its memory for batches.
+#   PYTHON [.venv/bin/python where make install made it, else python]
 #   DRY_RUN=1  print the commands instead of running them.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+
+if [[ -z "${PYTHON:-}" ]]; then
+    PYTHON=python
+    [[ -x .venv/bin/python ]] && PYTHON=.venv/bin/python
+fi
 
 REGION="${REGION:-us-central1}"
 REPOSITORY="${REPOSITORY:-stylefix}"
@@ -86,7 +92,7 @@ run_template() {
 
 run_direct() {
     need BUCKET INPUT OUTPUT
-    run python -m pipelines.main \
+    run "$PYTHON" -m pipelines.main \
         --runner=DataflowRunner \
         --project="$PROJECT" \
         --region="$REGION" \
@@ -115,7 +121,13 @@ case "${1:-}" in
     template) build_template ;;
     run) run_template ;;
     direct) run_direct ;;
-    all) build_image && build_template && run_template ;;
+    all)
+        # one command a line: under `a && b` bash ignores set -e inside a, and
+        # a failed docker build would push and run the image left from before
+        build_image
+        build_template
+        run_template
+        ;;
     *)
         sed -n '2,20p' "$0" >&2
         exit 2

@@ -10,10 +10,19 @@
 #   INPUT, OUTPUT   required: shard glob and output prefix (gs:// or s3://)
 #   MODE [style]  NAMESPACE [default]  PARALLELISM [4: one per GPU TaskManager]
 #   MAX_BATCH_SIZE [32]  GPU_MEMORY_SHARE [0.8: one SDK worker per GPU]
+#   BUCKET          required for `flink`: the job server started here stages the
+#                   job's artifacts under gs://BUCKET/beam-artifacts, where the
+#                   TaskManagers can read them (a local temp folder they cannot)
+#   PYTHON [.venv/bin/python where make install made it, else python]
 #   DRY_RUN=1       print the commands instead of running them
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+
+if [[ -z "${PYTHON:-}" ]]; then
+    PYTHON=python
+    [[ -x .venv/bin/python ]] && PYTHON=.venv/bin/python
+fi
 
 MODE="${MODE:-style}"
 NAMESPACE="${NAMESPACE:-default}"
@@ -63,18 +72,23 @@ job_args=(
 case "${1:-}" in
     portable)
         forward svc/beam-job-server 8099:8099 8098:8098
-        run python -m pipelines.main \
+        run "$PYTHON" -m pipelines.main \
             --runner=PortableRunner \
             --job_endpoint=localhost:8099 \
             --artifact_endpoint=localhost:8098 \
             "${job_args[@]}"
         ;;
     flink)
+        if [[ -z "${BUCKET:-}" ]]; then
+            echo "submit.sh flink: set BUCKET (see the top of this file)" >&2
+            exit 2
+        fi
         forward svc/stylefix-flink-rest 8081:8081
-        run python -m pipelines.main \
+        run "$PYTHON" -m pipelines.main \
             --runner=FlinkRunner \
             --flink_master=localhost:8081 \
             --flink_version="$FLINK_VERSION" \
+            --artifacts_dir="gs://${BUCKET}/beam-artifacts" \
             "${job_args[@]}"
         ;;
     *)
