@@ -75,11 +75,14 @@ def write_run_manifest(
     started_at: str,
     runner: str,
     styles: dict[str, Manifest] | None = None,
+    shard_names: Sequence[str] = (),
 ) -> str:
     """Written after the job; the one output that legitimately differs between re-runs (timings).
 
     ``bundle`` is the default style's bundle; ``styles`` gives every style the
-    job could serve and the bundle version behind it.
+    job could serve and the bundle version behind it. ``shard_names`` are the
+    shards the job planned: the QA report reads only their parts, so parts
+    an earlier job left under the prefix are not counted again.
     """
     uri = storage.join(config.output, "run_manifest.json")
     document = {
@@ -101,6 +104,7 @@ def write_run_manifest(
             for name, manifest in sorted((styles or {bundle.style: bundle}).items())
         },
         "counts": asdict(summary),
+        "shards": sorted(shard_names),
         "python": platform.python_version(),
     }
     storage.write_bytes_atomic(
@@ -168,5 +172,11 @@ def _write_after(_: list[ShardCounts], plan: RunPlan) -> str:
     summary = summarise(plan.config, plan.shard_names, plan.shards_skipped, plan.ignored_files)
     summary.seconds = round(time.time() - plan.started, 2)
     return write_run_manifest(
-        plan.config, plan.bundle, summary, plan.started_at, plan.runner, plan.styles
+        plan.config,
+        plan.bundle,
+        summary,
+        plan.started_at,
+        plan.runner,
+        plan.styles,
+        plan.shard_names,
     )

@@ -450,3 +450,23 @@ def test_the_report_counts_only_its_own_run_where_another_left_parts(tmp_path):
     tables = load_run(str(out))
     assert tables.report.column("key").to_pylist() == ["z"]
     assert set(tables.report.column("run_id").to_pylist()) == {summary.run_id}
+
+
+def test_the_report_leaves_out_groups_the_same_job_no_longer_plans(tmp_path):
+    """The same settings over a folder that lost a file: one group fewer, same run id."""
+    from stylefix_core.imaging import encode_image
+    from stylefix_core.qa_report.loader import load_run
+
+    rng = np.random.default_rng(6)
+    folder, out = tmp_path / "catalog", tmp_path / "out"
+    folder.mkdir()
+    for name in "abc":
+        pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        (folder / f"{name}.png").write_bytes(encode_image(pixels, "png"))
+    argv = [f"--input={folder}", f"--output={out}", "--files_per_shard=1", "--runner=FnApiRunner"]
+    first = run(argv)
+    (folder / "c.png").unlink()
+    second = run(argv)
+    assert first.run_id == second.run_id
+    assert (out / "report" / "part-files-00002.parquet").exists()  # left by the first run
+    assert sorted(load_run(str(out)).report.column("key").to_pylist()) == ["a", "b"]

@@ -97,25 +97,30 @@ def load_run(output: str) -> RunTables:
     if not (report_parts or error_parts):
         raise ReportInputError(f"no report or error parts under {storage.redact(output)}")
     report_schema = pa.schema([REPORT_SCHEMA.field(name) for name in REPORT_COLUMNS])
-    manifest = read_manifest(output)
-    run_id = (manifest or {}).get("run_id")
+    manifest = read_manifest(output) or {}
     return RunTables(
         output=output,
-        report=_of_run(_read_tables(report_parts, report_schema), run_id, "report"),
-        errors=_of_run(_read_tables(error_parts, ERROR_SCHEMA), run_id, "error"),
-        manifest=manifest,
+        report=_of_run(_read_tables(report_parts, report_schema), manifest, "report"),
+        errors=_of_run(_read_tables(error_parts, ERROR_SCHEMA), manifest, "error"),
+        manifest=manifest or None,
     )
 
 
-def _of_run(table: pa.Table, run_id: str | None, what: str) -> pa.Table:
-    """The rows of the manifest's run alone, where there is a manifest.
+def _of_run(table: pa.Table, manifest: dict[str, Any], what: str) -> pa.Table:
+    """The rows of the manifest's run and of the shards it planned, where
+    there is a manifest.
 
-    A prefix another job wrote to before holds that job's parts too (shards
-    this run did not plan), and a report over both would count images twice.
+    A prefix another job wrote to before holds that job's parts too, and a
+    report over both would count images twice: by run id where the settings
+    differed, by shard where the same settings met fewer shards (a folder of
+    loose files that lost files is fewer groups).
     """
-    if not run_id:
+    if "run_id" not in manifest:
         return table
-    kept = table.filter(pc.equal(table["run_id"], run_id))
+    keep = pc.equal(table["run_id"], manifest["run_id"])
+    if "shards" in manifest:
+        keep = pc.and_(keep, pc.is_in(table["shard"], pa.array(manifest["shards"], pa.string())))
+    kept = table.filter(keep)
     if kept.num_rows < table.num_rows:
         log.warning(
             "report: left out %d %s row(s) of other runs under this prefix",
