@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,8 @@ class Manifest:
     format_version: int = BUNDLE_FORMAT_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        """Strict JSON: a NaN or infinity anywhere is an error, never a token."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 @dataclass
@@ -161,11 +163,32 @@ def _require(data: dict, key: str, kind: type | tuple[type, ...], where: str) ->
     return value
 
 
+# The role each architecture may fill: weights that fit another role's
+# network would load and score without any error.
+ROLE_ARCHITECTURES = {
+    "generator": "StyleGenerator",
+    "discriminator": "PatchDiscriminator",
+    "autoencoder": "ConvAutoencoder",
+    "embedding": "ReferenceKnn",
+    "corrector": "ResidualCorrector",
+    "damage": "DamageClassifier",
+}
+COLOUR_STATS_DIM = 6  # the length of a colour_stats row
+
+
+def _number(data: dict, key: str, where: str) -> float:
+    """A finite number (JSON spells an infinity 1e999 too)."""
+    value = float(_require(data, key, (int, float), where))
+    if not math.isfinite(value):
+        raise BundleError(f"manifest {where}: field {key!r} is not finite")
+    return value
+
+
 def _parse_calibration(data: dict) -> Calibration:
     detectors = {
         name: DetectorCalibration(
-            center=float(_require(d, "center", (int, float), f"detector {name}")),
-            scale=float(_require(d, "scale", (int, float), f"detector {name}")),
+            center=_number(d, "center", f"detector {name}"),
+            scale=_number(d, "scale", f"detector {name}"),
         )
         for name, d in _require(data, "detectors", dict, "calibration").items()
     }
@@ -178,22 +201,39 @@ def _parse_calibration(data: dict) -> Calibration:
     if any(d.scale <= 0 for d in detectors.values()):
         raise BundleError("manifest calibration: every detector scale must be positive")
     vectors = {
-        k: _require(data, k, list, "calibration")
-        for k in ("reference_stats", "reference_spread", "style_shift")
+        k: _colour_vector(data, k) for k in ("reference_stats", "reference_spread", "style_shift")
     }
+    if any(v <= 0 for v in vectors["reference_spread"]):
+        raise BundleError("manifest calibration: every reference_spread must be positive")
+    rates = {
+        k: _number(data, k, "calibration")
+        for k in ("target_false_positive_rate", "measured_false_positive_rate")
+    }
+    if not 0.0 < rates["target_false_positive_rate"] < 1.0:
+        raise BundleError("manifest calibration: target_false_positive_rate must lie in (0, 1)")
+    if not 0.0 <= rates["measured_false_positive_rate"] <= 1.0:
+        raise BundleError("manifest calibration: measured_false_positive_rate must lie in [0, 1]")
     return Calibration(
         detectors=detectors,
-        threshold=float(_require(data, "threshold", (int, float), "calibration")),
-        target_false_positive_rate=float(
-            _require(data, "target_false_positive_rate", (int, float), "calibration")
-        ),
-        measured_false_positive_rate=float(
-            _require(data, "measured_false_positive_rate", (int, float), "calibration")
-        ),
-        **{k: [float(v) for v in vec] for k, vec in vectors.items()},
+        threshold=_number(data, "threshold", "calibration"),
+        **rates,
+        **vectors,
         # Bundles from before the field existed were calibrated for revision 1.
         statistics_revision=revision,
     )
+
+
+def _colour_vector(data: dict, key: str) -> list[float]:
+    values = _require(data, key, list, "calibration")
+    if len(values) != COLOUR_STATS_DIM or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        raise BundleError(f"manifest calibration: {key} must be {COLOUR_STATS_DIM} numbers")
+    return [float(v) for v in values]
+
+
+def _refuse_constant(name: str) -> float:
+    raise BundleError(f"manifest.json holds {name}: every number must be finite")
 
 
 def _revision(value: object) -> int:
@@ -222,7 +262,7 @@ def require_current_statistics(calibration: Calibration) -> None:
 def parse_manifest(text: str) -> Manifest:
     """Validate a manifest's JSON; every problem is a BundleError naming the field."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise BundleError(f"manifest.json is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
@@ -246,6 +286,11 @@ def parse_manifest(text: str) -> Manifest:
         arch = _require(entry, "arch", str, role)
         if arch not in ARCHITECTURES:
             raise BundleError(f"manifest {role}: unknown architecture {arch!r}")
+        if arch != ROLE_ARCHITECTURES[role]:
+            raise BundleError(
+                f"manifest {role}: architecture {arch!r} cannot be the {role} "
+                f"(expected {ROLE_ARCHITECTURES[role]!r})"
+            )
         weights = _require(entry, "weights", str, role)
         if "/" in weights or "\\" in weights or weights.startswith("."):
             raise BundleError(

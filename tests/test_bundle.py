@@ -82,6 +82,17 @@ def test_missing_weights_and_missing_bundle_are_clear_errors(default_bundle, tmp
         ),
         (lambda m: m.update(format_version=99), "format_version"),
         (lambda m: m["models"].pop("discriminator"), "missing"),
+        # a NaN threshold flags nothing; infinities switch a detector off or score -inf
+        (lambda m: m["calibration"].update(threshold=float("nan")), "must be finite"),
+        (lambda m: m["calibration"]["detectors"]["blur"].update(center=1e999), "must be finite"),
+        (lambda m: m["calibration"]["detectors"]["noise"].update(scale=1e999), "must be finite"),
+        (lambda m: m["calibration"].update(reference_stats=[0.1]), "must be 6 numbers"),
+        (lambda m: m["calibration"].update(reference_spread=[0.0] * 6), "must be positive"),
+        (lambda m: m["calibration"].update(target_false_positive_rate=0), "in \\(0, 1\\)"),
+        (
+            lambda m: m["models"]["autoencoder"].update(arch="ResidualCorrector"),
+            "cannot be the autoencoder",
+        ),
     ],
 )
 def test_malformed_manifests_name_the_problem(default_bundle, edit, message):
@@ -89,6 +100,21 @@ def test_malformed_manifests_name_the_problem(default_bundle, edit, message):
     edit(data)
     with pytest.raises(BundleError, match=message):
         parse_manifest(json.dumps(data))
+
+
+def test_a_number_too_large_for_a_float_is_refused_too(default_bundle):
+    """JSON has no infinity, but 1e999 reads as one."""
+    data = json.loads(default_bundle.manifest.to_json())
+    data["calibration"]["threshold"] = 12345.5
+    text = json.dumps(data).replace("12345.5", "1e999")
+    with pytest.raises(BundleError, match="'threshold' is not finite"):
+        parse_manifest(text)
+
+
+def test_a_manifest_with_a_nan_cannot_be_written(default_bundle):
+    nan = replace(default_bundle.manifest.calibration, threshold=float("nan"))
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        replace(default_bundle.manifest, calibration=nan).to_json()
 
 
 def test_weights_that_do_not_fit_the_architecture_are_refused(default_bundle, tmp_path):

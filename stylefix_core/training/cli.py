@@ -24,6 +24,14 @@ from stylefix_core.training.data import load_images
 from stylefix_core.training.detector import DetectorTrainConfig
 
 
+def _rate(text: str) -> float:
+    """A false-positive target strictly between 0 and 1, as a bundle must hold."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (exclusive)")
+    return value
+
+
 def _where(parser: argparse.ArgumentParser) -> None:
     """Where to write and run, and where to keep state for resuming: every command."""
     parser.add_argument("--out", required=True, help="bundle folder URL to write")
@@ -64,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--reference", required=True, help="good images: shard URL, glob or folder")
     detector.add_argument(
         "--fpr",
-        type=float,
+        type=_rate,
         default=0.01,
         help="target false-positive rate on reference images the detectors never saw",
     )
