@@ -73,6 +73,24 @@ Outcome = ImageResult | ImageFailure
 WARM_UP_SIDE = 16  # the warm-up image's side, in pixels
 
 
+_TURNS: dict[str, threading.Lock] = {}
+_TURNS_GUARD = threading.Lock()
+
+
+def device_turns(device: torch.device) -> threading.Lock:
+    """The one lock of ``device`` in this process, shared by all its engines.
+
+    Beam runs several bundles of one process at once, on threads that share
+    an engine, and a job of several styles holds an engine per bundle. Each
+    batch is sized to the process's whole share of GPU memory, so on a GPU
+    every model call takes its turn: the kernels queue on one device anyway,
+    and an image that ran out of memory only because another call held it
+    would become a spurious error row.
+    """
+    with _TURNS_GUARD:
+        return _TURNS.setdefault(str(device), threading.Lock())
+
+
 class Engine:
     """Holds the bundle's networks on one device and processes batches."""
 
@@ -92,16 +110,13 @@ class Engine:
         # re-run write identical files. GPUs need the batch to be busy.
         self.images_per_call = 1 if device.type == "cpu" else batch.max_batch_size
         self.max_pixels_per_call = batch.max_batch_pixels
-        # Beam runs several bundles of one process at once, on threads that
-        # share this engine. Each batch is sized to the process's whole share
-        # of GPU memory, so on a GPU they take turns: the kernels queue on one
-        # device anyway, and an image that ran out of memory only because
-        # another thread held it would become a spurious error row.
         self._one_at_a_time: contextlib.AbstractContextManager = contextlib.nullcontext()
         if device.type == "cuda":
-            self.max_pixels_per_call = min(batch.max_batch_pixels, self._pixels_that_fit())
-            self._one_at_a_time = threading.Lock()
-        self._warm_up()
+            self._one_at_a_time = device_turns(device)
+        with self._one_at_a_time:  # other engines' calls would skew the measurement
+            if device.type == "cuda":
+                self.max_pixels_per_call = min(batch.max_batch_pixels, self._pixels_that_fit())
+            self._warm_up()
 
     def _warm_up(self) -> None:
         """One throwaway pass over a small image before the first real one.

@@ -186,10 +186,21 @@ def test_threads_sharing_an_engine_take_turns_where_it_holds_a_lock():
     assert _Counting.most == 1
 
 
+def test_every_engine_on_a_device_shares_its_turns():
+    """Engines of several bundles on one GPU take turns with one another too."""
+    from stylefix_core.engine import device_turns
+
+    cuda = torch.device("cuda")
+    assert device_turns(cuda) is device_turns(torch.device("cuda"))
+    assert device_turns(cuda) is not device_turns(torch.device("cuda", 1))
+
+
 @needs_cuda
 def test_threads_sharing_a_cuda_engine_get_what_one_thread_gets():
+    from stylefix_core.engine import device_turns
+
     engine = Engine(load_bundle(""), Mode.QA, torch.device("cuda"), BatchConfig())
-    assert isinstance(engine._one_at_a_time, type(threading.Lock()))
+    assert engine._one_at_a_time is device_turns(torch.device("cuda"))
     batches = [[image] for image in make_assets(seed=4, n=6, sizes=[(64, 64), (48, 80)])]
     alone = [engine.process(batch) for batch in batches]
     together = _from_threads(engine, batches)
