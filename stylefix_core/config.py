@@ -29,12 +29,24 @@ OUTPUT_FORMATS = ("png", "jpeg", "webp")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+# The networks look at no side shorter than this: the discriminator scales a
+# shorter one up to it. A 1 x 250,000 strip costs them what 32 x 250,000 does.
+MODEL_MIN_SIDE = 32
+
+
+def working_pixels(height: int, width: int) -> int:
+    """The pixels the networks work on for an image: each side at least MODEL_MIN_SIDE."""
+    return max(height, MODEL_MIN_SIDE) * max(width, MODEL_MIN_SIDE)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Safety limits on untrusted input; each violation is one error row."""
 
-    # decoded width * height. The networks need about 0.55 GB of CPU memory per
-    # megapixel (measured), so 16 Mpx (4096 x 4096) keeps one image under ~9 GB.
+    # ``working_pixels``: width * height, each side counted as at least
+    # MODEL_MIN_SIDE. The networks need about 0.55 GB of CPU memory per
+    # megapixel (measured), so 16 Mpx (4096 x 4096) keeps one image under ~9 GB;
+    # counted as decoded, a 1 x 16M strip would have needed some 75 GB.
     max_pixels: int = 4096 * 4096
     max_file_bytes: int = 64 * 1024 * 1024  # one member
     max_shard_bytes: int = 8 * 1024 * 1024 * 1024  # one shard file

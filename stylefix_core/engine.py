@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from stylefix_core.bundle import Bundle
-from stylefix_core.config import BatchConfig, Mode
+from stylefix_core.config import BatchConfig, Mode, working_pixels
 from stylefix_core.correction import choose_corrections
 from stylefix_core.device import (
     inference_context,
@@ -156,7 +156,7 @@ class Engine:
             by_shape[image.shape].append(i)
         groups = []
         for shape, indices in by_shape.items():
-            by_pixels = self.max_pixels_per_call // (shape[0] * shape[1])
+            by_pixels = self.max_pixels_per_call // working_pixels(shape[0], shape[1])
             per_batch = max(1, min(self.images_per_call, by_pixels))
             groups += [indices[i : i + per_batch] for i in range(0, len(indices), per_batch)]
         return groups

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 from PIL.ExifTags import Base as ExifBase
 
-from stylefix_core.config import PNG_LEVEL, Limits
+from stylefix_core.config import MODEL_MIN_SIDE, PNG_LEVEL, Limits, working_pixels
 from stylefix_core.errors import DecodeError, InputLimitError
 
 logger = logging.getLogger(__name__)
@@ -242,9 +242,15 @@ def _check_pixel_limit(size: tuple[int, int], limits: Limits) -> None:
     width, height = size
     if width <= 0 or height <= 0:
         raise DecodeError(f"image declares an empty size {width}x{height}")
-    if width * height > limits.max_pixels:
+    working = working_pixels(height, width)
+    if working > limits.max_pixels:
+        padded = (
+            ""
+            if working == width * height
+            else f" (each side counted as at least {MODEL_MIN_SIDE})"
+        )
         raise InputLimitError(
-            f"image is {width}x{height} = {width * height} pixels, "
+            f"image is {width}x{height} = {working} pixels{padded}, "
             f"above the limit of {limits.max_pixels} pixels (max_pixels)"
         )
 

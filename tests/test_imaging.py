@@ -267,10 +267,18 @@ def test_png_header_declaring_huge_size_is_refused_before_decoding():
 @pytest.mark.parametrize("pil_limit", [None, 10])
 def test_our_pixel_limit_is_independent_of_pillow_global(rng, monkeypatch, pil_limit):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pil_limit)
-    data = encode_image(random_rgb(rng, 8, 8), "png")
-    assert decode_image(data, Limits(max_pixels=64)).shape == (8, 8, 3)
-    with pytest.raises(InputLimitError, match="above the limit of 63"):
-        decode_image(data, Limits(max_pixels=63))
+    data = encode_image(random_rgb(rng, 40, 40), "png")
+    assert decode_image(data, Limits(max_pixels=1600)).shape == (40, 40, 3)
+    with pytest.raises(InputLimitError, match="above the limit of 1599"):
+        decode_image(data, Limits(max_pixels=1599))
+
+
+def test_a_thin_strip_counts_the_pixels_the_networks_work_on(rng):
+    """The networks see no side under 32 pixels: a 1 x 5000 strip costs what 32 x 5000 does."""
+    data = encode_image(random_rgb(rng, 1, 5000), "png")
+    with pytest.raises(InputLimitError, match="160000 pixels \\(each side counted as at least 32"):
+        decode_image(data, Limits(max_pixels=100_000))
+    assert decode_image(data, Limits(max_pixels=160_000)).shape == (1, 5000, 3)
 
 
 def test_unsupported_format_is_refused(rng):

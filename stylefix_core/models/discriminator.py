@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stylefix_core.config import MODEL_MIN_SIDE
+
 
 def _block(c_in: int, c_out: int, stride: int, norm: bool) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, stride=stride, padding=1)]
@@ -37,6 +39,7 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Patch logits, shape (N, 1, h, w); higher means more like the style."""
         small = min(x.shape[-2:])
-        if small < 32:
-            x = nn.functional.interpolate(x, size=(max(32, x.shape[-2]), max(32, x.shape[-1])))
+        if small < MODEL_MIN_SIDE:
+            side = (max(MODEL_MIN_SIDE, x.shape[-2]), max(MODEL_MIN_SIDE, x.shape[-1]))
+            x = nn.functional.interpolate(x, size=side)
         return self.net(x * 2.0 - 1.0)
