@@ -101,3 +101,29 @@ def test_train_default_refuses_knobs_its_fixed_recipe_would_ignore(tmp_path, cap
             main(["default", "--out", str(tmp_path / "b"), *knob])
         assert refused.value.code == 2
         assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_other_data_is_refused_not_resumed(images, tmp_path):
+    """Its networks were fitted to something else; at its last step it would train nothing."""
+    from stylefix_core.training.checkpoint import CheckpointMismatch
+
+    cfg = CorrectorTrainConfig(steps=4, batch_size=2, crop=32)
+    url = str(tmp_path / "corrector.pt")
+    train_corrector(images, cfg, CPU, Checkpoint(url, every=2, identity="first data"))
+    with pytest.raises(CheckpointMismatch, match="another training run"):
+        train_corrector(images[:6], cfg, CPU, Checkpoint(url, every=2, identity="other data"))
+
+
+def test_train_detector_refuses_the_checkpoint_dir_of_other_reference_images(
+    images, tmp_path, capsys
+):
+    from stylefix_core.training.cli import main
+
+    state = str(tmp_path / "state")
+    for name, chosen in (("first", images), ("second", images[:8])):
+        reference = _reference_folder(chosen, tmp_path / f"good-{name}")
+        argv = ["detector", "--reference", reference, "--steps", "4", "--device", "cpu"]
+        argv += ["--out", str(tmp_path / name), "--checkpoint-dir", state]
+        assert main(argv) == (0 if name == "first" else 2)
+    assert "saved by another training run" in capsys.readouterr().err
+    assert not (tmp_path / "second").exists()

@@ -59,8 +59,12 @@ def _apply(
         return [network(img[None].to(device))[0].cpu().clone() for img in images]
 
 
-def _checkpoint(folder: str, stage: str) -> Checkpoint:
-    return Checkpoint(storage.join(folder, f"{stage}.pt") if folder else "")
+def _checkpoint(folder: str, stage: str, data: list[torch.Tensor], settings: object) -> Checkpoint:
+    """The stage's checkpoint in ``folder``, for exactly this data and these settings."""
+    if not folder:
+        return Checkpoint()
+    identity = fingerprint(data, extra=f"{stage}:{settings!r}")
+    return Checkpoint(storage.join(folder, f"{stage}.pt"), identity=identity)
 
 
 def train_bundle(
@@ -82,7 +86,11 @@ def train_bundle(
     split = max(1, int(len(content) * (1 - cfg.held_out_fraction)))
     fit_content, held_content = content[:split], content[split:]
     styled = train_style(
-        fit_content, style, cfg.style, device, _checkpoint(checkpoint_dir, "style")
+        fit_content,
+        style,
+        cfg.style,
+        device,
+        _checkpoint(checkpoint_dir, "style", fit_content + style, cfg.style),
     )
     reference = _apply(styled.generator, fit_content, device)
     held_reference = _apply(styled.generator, held_content, device)
@@ -96,10 +104,19 @@ def train_bundle(
     jpeg_fit = _apply(styled.generator, reencoded(fit_content, cfg.detector), device)
     jpeg_held = _apply(styled.generator, reencoded(held_content, cfg.detector), device)
     detectors = train_detectors(
-        reference, jpeg_fit, cfg.detector, device, _checkpoint(checkpoint_dir, "autoencoder")
+        reference,
+        jpeg_fit,
+        cfg.detector,
+        device,
+        # named by what the styled references come from: on a GPU the
+        # generator's low bits may differ between a run and its resumption
+        _checkpoint(checkpoint_dir, "autoencoder", fit_content + style, (cfg.style, cfg.detector)),
     )
     corrector = train_corrector(
-        reference, cfg.corrector, device, _checkpoint(checkpoint_dir, "corrector")
+        reference,
+        cfg.corrector,
+        device,
+        _checkpoint(checkpoint_dir, "corrector", fit_content + style, (cfg.style, cfg.corrector)),
     )
 
     def both_modes(images: list[torch.Tensor], contents: list[torch.Tensor]) -> list:
@@ -199,7 +216,7 @@ def retrain_detector(
     fit, held = split_reference(reference, cfg.seed)
     fit_clean, held_clean = reencoded(fit, cfg), reencoded(held, cfg)
     detectors = train_detectors(
-        fit, fit_clean, cfg, device, _checkpoint(checkpoint_dir, "autoencoder")
+        fit, fit_clean, cfg, device, _checkpoint(checkpoint_dir, "autoencoder", fit, cfg)
     )
     folds = cross_fit(fit, fit_clean, held, held_clean, cfg, device)
     calibration = calibrate(
@@ -230,7 +247,8 @@ def retrain_corrector(
     checkpoint_dir: str = "",
 ) -> Manifest:
     """The residual corrector from anomalies injected into reference images."""
-    corrector = train_corrector(reference, cfg, device, _checkpoint(checkpoint_dir, "corrector"))
+    checkpoint = _checkpoint(checkpoint_dir, "corrector", reference, cfg)
+    corrector = train_corrector(reference, cfg, device, checkpoint)
     note = {"corrector": {"config": asdict(cfg), "reference_images": len(reference)}}
     return _save_updated(
         bundle, out_url, {"corrector": corrector}, bundle.manifest.calibration, reference, note

@@ -19,23 +19,42 @@ from stylefix_core.io import storage
 log = logging.getLogger(__name__)
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint saved by another training run (other data, settings or stage)."""
+
+
 @dataclass
 class Checkpoint:
-    """Saves to ``url`` every ``every`` steps; an empty url disables it."""
+    """Saves to ``url`` every ``every`` steps; an empty url disables it.
+
+    ``identity`` names what is trained (stage, settings and a fingerprint of
+    the data): a checkpoint with another identity is refused, not resumed,
+    since its networks were fitted to something else and a run resumed from
+    one at its last step would train nothing at all.
+    """
 
     url: str = ""
     every: int = 100
+    identity: str = ""
 
     def restore(self, stateful: dict, generators: dict[str, torch.Generator]) -> int:
         """Load state into ``stateful`` (modules, optimisers) and generators; returns the next step."""
         if not self.url or not storage.exists(self.url):
             return 0
-        state = torch.load(io.BytesIO(storage.read_bytes(self.url)), weights_only=True)
+        data = io.BytesIO(storage.read_bytes(self.url))
+        state = torch.load(data, weights_only=True, map_location="cpu")
+        if state.get("identity", "") != self.identity:
+            raise CheckpointMismatch(
+                f"{storage.redact(self.url)} was saved by another training run (other data, "
+                "settings or stage); give another --checkpoint-dir or delete it"
+            )
         for name, obj in stateful.items():
             obj.load_state_dict(state["state"][name])
         for name, generator in generators.items():
             generator.set_state(state["rng"][name])
         torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         log.info("resumed from %s at step %d", self.url, state["step"])
         return int(state["step"])
 
@@ -46,10 +65,13 @@ class Checkpoint:
         if not self.url or (done % self.every and done != total):
             return
         state = {
+            "identity": self.identity,
             "step": done,
             "state": {name: obj.state_dict() for name, obj in stateful.items()},
             "rng": {name: g.get_state() for name, g in generators.items()},
             "torch_rng": torch.get_rng_state(),
+            # losses draw on the CUDA generator too (sliced Wasserstein directions)
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)

@@ -6,6 +6,7 @@ This is a command line, so it prints its result; training itself logs progress.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -19,6 +20,7 @@ from stylefix_core.training.bundle_training import (
     retrain_detector,
     train_bundle,
 )
+from stylefix_core.training.checkpoint import CheckpointMismatch
 from stylefix_core.training.corrector import CorrectorTrainConfig
 from stylefix_core.training.data import load_images
 from stylefix_core.training.detector import DetectorTrainConfig
@@ -142,7 +144,11 @@ def main(argv: Sequence[str]) -> int:
         "corrector": _train_corrector,
         "default": _train_default,
     }
-    manifest = run[args.what](args, device)
+    try:
+        manifest = run[args.what](args, device)
+    except CheckpointMismatch as exc:
+        print(f"stylefix train: {exc}", file=sys.stderr)
+        return 2
     cal = manifest.calibration
     print(
         f"wrote bundle {manifest.version} ({manifest.style}) to {args.out}: threshold {cal.threshold:.3f} "
