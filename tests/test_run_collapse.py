@@ -23,7 +23,20 @@ def test_average_hash_is_stable_under_small_changes_and_differs_across_images():
     ).astype(np.uint8)
     assert average_hash(a) == average_hash(noisy)
     assert average_hash(a) != average_hash(b)
-    assert len(average_hash(a)) == 16
+    assert len(average_hash(a)) == 18
+
+
+def test_colour_variants_of_one_shape_hash_apart():
+    """A catalog's red, green and blue versions of one product are not a collapse."""
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 20**2
+    variants = []
+    for colour in ((200, 30, 30), (30, 160, 40), (30, 40, 200), (20, 20, 20)):
+        image = np.full((64, 64, 3), 255, np.uint8)
+        image[disc] = colour
+        variants.append(average_hash(image))
+    assert len({v[:16] for v in variants}) == 1  # one silhouette
+    assert len(set(variants)) == 4
 
 
 def _row(key: str, source: str) -> dict:

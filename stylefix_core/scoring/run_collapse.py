@@ -20,18 +20,27 @@ from PIL import Image
 
 REASON = "run_collapse"
 MIN_SOURCES = 4
+# Levels of each channel of the mean colour that the hash keeps.
+COLOUR_LEVELS = 4
 
 
 def average_hash(pixels: np.ndarray, size: int = 8) -> str:
-    """64-bit average hash of an (H, W, 3) uint8 image, as 16 hex digits.
+    """The 64-bit average hash of an (H, W, 3) uint8 image's grey picture and
+    its mean colour in COLOUR_LEVELS levels a channel, as 18 hex digits.
 
     Robust to small pixel changes (it sees an 8x8 area-averaged grey image),
-    which is what lets "nearly the same output" fall into one group.
+    which is what lets "nearly the same output" fall into one group. The grey
+    picture alone is a silhouette: a catalog's colour variants of one product
+    shared it, and four of them read as a collapse; their mean colours differ.
     """
-    grey = Image.fromarray(pixels).convert("L").resize((size, size), Image.Resampling.BOX)
-    values = np.asarray(grey, dtype=np.float32)
-    bits = (values > values.mean()).flatten()
-    return f"{int(''.join('1' if b else '0' for b in bits), 2):0{size * size // 4}x}"
+    image = Image.fromarray(pixels)
+    grey = np.asarray(image.convert("L").resize((size, size), Image.Resampling.BOX), np.float32)
+    bits = (grey > grey.mean()).flatten()
+    shape = int("".join("1" if b else "0" for b in bits), 2)
+    mean = np.asarray(pixels, dtype=np.float64).reshape(-1, 3).mean(0)
+    levels = np.minimum(mean * COLOUR_LEVELS // 256, COLOUR_LEVELS - 1).astype(int)
+    colour = int(levels[0] * COLOUR_LEVELS**2 + levels[1] * COLOUR_LEVELS + levels[2])
+    return f"{shape:0{size * size // 4}x}{colour:02x}"
 
 
 def is_collapse(distinct_sources: int, min_sources: int = MIN_SOURCES) -> bool:
