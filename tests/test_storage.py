@@ -257,6 +257,17 @@ def test_object_store_round_trip(bucket):
         storage.read_bytes(url)
 
 
+@pytest.mark.parametrize("name", ["a*b.png", "q?.png", "img[1].png"])
+def test_a_name_with_glob_characters_is_written_where_it_says(bucket, name):
+    """Keys come from member names; an object store must not read them as patterns."""
+    url = storage.join(bucket, "out", "images", "s", name)
+    storage.write_bytes_atomic(url, b"pixels")
+    assert storage.read_bytes(url) == b"pixels"
+    assert storage.list_files(storage.join(bucket, "out")) == [url]
+    storage.remove(url)
+    assert not storage.exists(url)
+
+
 def test_object_store_tar_shard(bucket):
     big = random.Random(7).randbytes(6 * 1024 * 1024)  # spans several read blocks
     members = [("a.png", b"\x89PNG-a"), ("a.json", b'{"c": 1}'), ("b.jpg", big), ("c.gif", b"g")]

@@ -248,7 +248,8 @@ def remove(url: str, *, recursive: bool = False) -> None:
     """Delete ``url`` (a directory only with ``recursive``); a missing path is fine."""
     fs, path = url_to_fs(url)
     try:
-        retry(fs.rm, path, recursive=recursive)
+        # rm_file for one object: fs.rm reads *, ? and [ in the name as a glob
+        retry(fs.rm, path, recursive=True) if recursive else retry(fs.rm_file, path)
     except FileNotFoundError:
         logger.debug("nothing to remove at %s", redact(url))
     fs.invalidate_cache(path)
@@ -274,7 +275,9 @@ def _write_remote_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None
     temp = f"{parent}/{_temp_name(name)}" if parent else _temp_name(name)
     try:
         fs.pipe_file(temp, data)
-        fs.copy(temp, path)
+        # cp_file, not copy: copy reads *, ? and [ in a key as a glob, and
+        # "a*b.png" ended inside a folder of that name, "img[1].png" nowhere
+        fs.cp_file(temp, path)
     finally:
         _remove_quietly(fs, temp)
         fs.invalidate_cache(path)
