@@ -39,6 +39,26 @@ def test_redact_hides_credentials():
     assert "ok=1" in redacted
 
 
+@pytest.mark.parametrize(
+    "text, hidden, kept",
+    [
+        ("https://h/x.tar?X-Amz-Signature=abc#a.png", "abc", "#a.png"),
+        ("https://acct.blob/c/x.tar?sv=1&sig=SECRET&se=2", "SECRET", "se=2"),
+        ("https://h/x.tar?user=me&password=hunter2", "hunter2", "user=me"),
+    ],
+)
+def test_redact_reads_query_parameters_up_to_a_member_name(text, hidden, kept):
+    redacted = storage.redact(text)
+    assert hidden not in redacted and kept in redacted
+
+
+@pytest.mark.parametrize(
+    "path", ["/data/product_key=7.png", "gs://b/catalog/api_token=42/x.png#k.png"]
+)
+def test_redact_leaves_path_segments_that_only_look_like_parameters(path):
+    assert storage.redact(path) == path
+
+
 # -------------------------------------------------------------------- atomic writes
 
 

@@ -72,7 +72,13 @@ _BOTOCORE_TRANSIENT = (
 )
 _AIOHTTP_TRANSIENT = ("ClientConnectionError", "ClientPayloadError", "ServerTimeoutError")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_SECRET_PARAM = re.compile(r"(?i)((?:signature|token|credential|secret|key)[\w.-]*=)[^&\s\"']+")
+# A parameter whose name holds one of these words, where a parameter can start
+# (after ?, &, ;, a space or a quote; not inside a path segment such as
+# "/product_key=7.png"), up to & or # (a tar member's name stays).
+_SECRET_PARAM = re.compile(
+    r"(?i)((?:^|(?<=[?&;\s\"',]))[\w.-]*?"
+    r"(?:signature|token|credential|secret|key|sig|password|pwd|auth)[\w.-]*=)[^&#\s\"']+"
+)
 _jitter = random.Random()
 
 
