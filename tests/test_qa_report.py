@@ -470,3 +470,42 @@ def test_the_report_leaves_out_groups_the_same_job_no_longer_plans(tmp_path):
     assert first.run_id == second.run_id
     assert (out / "report" / "part-files-00002.parquet").exists()  # left by the first run
     assert sorted(load_run(str(out)).report.column("key").to_pylist()) == ["a", "b"]
+
+
+def test_a_drift_limit_is_not_met_by_a_run_without_scores():
+    """A night on which every image failed has nothing to test: no silent pass."""
+    from stylefix_core.qa_report.compare import AlertLimits, check_limits, compare_runs
+    from stylefix_core.qa_report.loader import REPORT_COLUMNS
+    from stylefix_core.qa_report.summary import Counts
+    from stylefix_core.report import ERROR_SCHEMA, REPORT_SCHEMA
+
+    schema = pa.schema([REPORT_SCHEMA.field(name) for name in REPORT_COLUMNS])
+    previous = pa.Table.from_pylist(
+        [{"run_id": "r0", "shard": "s", "key": "k", "anomaly_score": 1.0, "reasons": []}],
+        schema=schema,
+    )
+    comparison = compare_runs(
+        schema.empty_table(), ERROR_SCHEMA.empty_table(), previous, ERROR_SCHEMA.empty_table()
+    )
+    counts = Counts(inputs=1, read=1, scored=0, styled=0, flagged=0, corrected=0, errors=1)
+    breaches = check_limits(counts, comparison, AlertLimits(max_drift_ks=0.1))
+    assert [b.option for b in breaches] == ["--max-drift-ks"]
+    assert "could not be measured" in breaches[0].describe()
+    assert check_limits(counts, comparison, AlertLimits()) == []
+
+
+def test_a_manifest_of_another_run_than_the_rows_is_an_input_error(tmp_path, capsys):
+    """A later run to the prefix died before its manifest: the page would show nothing of it."""
+    import json
+
+    from stylefix_core.imaging import encode_image
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    pixels = np.random.default_rng(8).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    (folder / "a.png").write_bytes(encode_image(pixels, "png"))
+    run([f"--input={folder}", f"--output={out}", "--runner=FnApiRunner"])
+    manifest = json.loads((out / "run_manifest.json").read_text())
+    (out / "run_manifest.json").write_text(json.dumps({**manifest, "run_id": "run-elsewhere"}))
+    assert cli(["report", str(out)]) == 2
+    assert "names run run-elsewhere, but no row there is of it" in capsys.readouterr().err

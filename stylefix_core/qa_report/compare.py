@@ -6,6 +6,7 @@ layout, so the same catalog gives the same identities night after night.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,8 @@ class Breach:
     limit: float
 
     def describe(self) -> str:
+        if math.isnan(self.value):
+            return f"{self.what} could not be measured (a run without scores); {self.option} {self.limit:g} is not met"
         relation = "below" if self.option.startswith("--min") else "above"
         return f"{self.what} {self.value:.4g} is {relation} {self.option} {self.limit:g}"
 
@@ -120,18 +123,23 @@ def check_limits(
         ("--max-error-share", "error share", counts.error_share, limits.max_error_share, True),
     ]
     drift = comparison.drift if comparison is not None else None
-    if drift is not None:
+    if comparison is not None:
+        # a night on which every image failed has no scores to test; a drift
+        # limit it was given is not met, rather than silently passed
+        statistic, pvalue = (drift.statistic, drift.pvalue) if drift else (math.nan, math.nan)
         checks.append(
-            ("--max-drift-ks", "drift KS statistic", drift.statistic, limits.max_drift_ks, True)
+            ("--max-drift-ks", "drift KS statistic", statistic, limits.max_drift_ks, True)
         )
-        checks.append(
-            ("--min-drift-p", "drift p-value", drift.pvalue, limits.min_drift_pvalue, False)
-        )
+        checks.append(("--min-drift-p", "drift p-value", pvalue, limits.min_drift_pvalue, False))
     return [
         Breach(option, what, value, limit)
         for option, what, value, limit, upper in checks
-        if value is not None and limit is not None and (value > limit if upper else value < limit)
+        if value is not None and limit is not None and _crossed(value, limit, upper)
     ]
+
+
+def _crossed(value: float, limit: float, upper: bool) -> bool:
+    return math.isnan(value) or (value > limit if upper else value < limit)
 
 
 def _by_identity(report: pa.Table) -> dict[Identity, dict[str, Any]]:

@@ -98,12 +98,15 @@ def load_run(output: str) -> RunTables:
         raise ReportInputError(f"no report or error parts under {storage.redact(output)}")
     report_schema = pa.schema([REPORT_SCHEMA.field(name) for name in REPORT_COLUMNS])
     manifest = read_manifest(output) or {}
-    return RunTables(
-        output=output,
-        report=_of_run(_read_tables(report_parts, report_schema), manifest, "report"),
-        errors=_of_run(_read_tables(error_parts, ERROR_SCHEMA), manifest, "error"),
-        manifest=manifest or None,
-    )
+    report = _read_tables(report_parts, report_schema)
+    errors = _read_tables(error_parts, ERROR_SCHEMA)
+    kept = _of_run(report, manifest, "report"), _of_run(errors, manifest, "error")
+    if not (kept[0].num_rows or kept[1].num_rows) and (report.num_rows or errors.num_rows):
+        raise ReportInputError(
+            f"the run manifest under {storage.redact(output)} names run {manifest['run_id']}, "
+            "but no row there is of it: a later run to this prefix did not finish"
+        )
+    return RunTables(output=output, report=kept[0], errors=kept[1], manifest=manifest or None)
 
 
 def _of_run(table: pa.Table, manifest: dict[str, Any], what: str) -> pa.Table:
