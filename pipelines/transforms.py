@@ -288,8 +288,14 @@ def _report_or_error(element: tuple[str, tuple[str, dict]], partitions: int) -> 
 
 
 def _hash_and_source(element: tuple[str, tuple[str, dict]], source: str) -> tuple[str, str]:
+    """The styled hash and the source it came from. In style mode the source is
+    the input's grey picture alone: colour variants of one product are one
+    source, so a monochrome style that gives them one picture is no collapse."""
     row = element[1][1]
-    return row["styled_hash"], row[source]
+    value = row[source]
+    if source == "input_hash":
+        value = value[: run_collapse.SHAPE_DIGITS]
+    return row["styled_hash"], value
 
 
 class MarkRunCollapse(beam.DoFn):

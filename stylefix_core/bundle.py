@@ -365,18 +365,22 @@ def save_bundle(url: str, manifest: Manifest, networks: dict[str, nn.Module]) ->
             f"cannot save a bundle without {absent}: retrain its detector first "
             "(`stylefix train detector`)"
         )
-    models = {}
+    models, blobs = {}, {}
     for role in MODEL_ROLES:
         entry = manifest.models[role]
         state = {
             k: v.detach().to("cpu", torch.float32).contiguous()
             for k, v in networks[role].state_dict().items()
         }
-        blob = save_safetensors(state)
-        storage.write_bytes_atomic(storage.join(url, entry.weights), blob)
-        models[role] = ModelEntry(
-            entry.arch, entry.params, entry.weights, hashlib.sha256(blob).hexdigest()
-        )
+        blobs[entry.weights] = save_safetensors(state)
+        digest = hashlib.sha256(blobs[entry.weights]).hexdigest()
+        models[role] = ModelEntry(entry.arch, entry.params, entry.weights, digest)
     final = Manifest(**{**manifest.__dict__, "models": models})
-    storage.write_bytes_atomic(storage.join(url, "manifest.json"), final.to_json().encode())
+    # Checked before anything is written: a bundle updated in place (--out
+    # equal to --bundle) must not be left with new weights and its old manifest.
+    text = final.to_json()
+    parse_manifest(text)
+    for name, blob in blobs.items():
+        storage.write_bytes_atomic(storage.join(url, name), blob)
+    storage.write_bytes_atomic(storage.join(url, "manifest.json"), text.encode())
     return final

@@ -117,6 +117,15 @@ def test_a_manifest_with_a_nan_cannot_be_written(default_bundle):
         replace(default_bundle.manifest, calibration=nan).to_json()
 
 
+def test_a_bundle_that_cannot_be_saved_writes_nothing(default_bundle, tmp_path):
+    """Updated in place, it must not be left with new weights beside its old manifest."""
+    nan = replace(default_bundle.manifest.calibration, threshold=float("nan"))
+    broken = replace(default_bundle.manifest, calibration=nan)
+    with pytest.raises(ValueError):
+        save_bundle(str(tmp_path / "b"), broken, default_bundle.networks())
+    assert not (tmp_path / "b").exists()
+
+
 def test_weights_that_do_not_fit_the_architecture_are_refused(default_bundle, tmp_path):
     folder = _copy(default_bundle, tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -199,10 +199,12 @@ def test_every_engine_on_a_device_shares_its_turns():
 def test_threads_sharing_a_cuda_engine_get_what_one_thread_gets():
     from stylefix_core.engine import device_turns
 
-    engine = Engine(load_bundle(""), Mode.QA, torch.device("cuda"), BatchConfig())
+    engine = _Counting(load_bundle(""), Mode.QA, torch.device("cuda"), BatchConfig())
     assert engine._one_at_a_time is device_turns(torch.device("cuda"))
     batches = [[image] for image in make_assets(seed=4, n=6, sizes=[(64, 64), (48, 80)])]
     alone = [engine.process(batch) for batch in batches]
+    _Counting.most = 0
     together = _from_threads(engine, batches)
+    assert _Counting.most == 1  # never two model calls on the device at once
     for one, other in zip(alone, together, strict=True):
         assert [o.styled_hash for o in one] == [o.styled_hash for o in other]

@@ -39,6 +39,23 @@ def test_colour_variants_of_one_shape_hash_apart():
     assert len(set(variants)) == 4
 
 
+def test_in_style_mode_colour_variants_of_one_input_are_one_source():
+    """A monochrome style gives a product's colour variants one picture: no collapse."""
+    from pipelines.transforms import _hash_and_source
+
+    def element(input_hash: str) -> tuple:
+        return "shard", (
+            "report",
+            {"styled_hash": "s", "input_hash": input_hash, "key": input_hash},
+        )
+
+    red, blue = "ffffc3c3c3c3ffff30", "ffffc3c3c3c3ffff03"
+    assert _hash_and_source(element(red), "input_hash") == _hash_and_source(
+        element(blue), "input_hash"
+    )
+    assert _hash_and_source(element(red), "key") != _hash_and_source(element(blue), "key")
+
+
 def _row(key: str, source: str) -> dict:
     return {
         "key": key,

@@ -115,7 +115,7 @@ def build_dag():
     with DAG(
         dag_id=DAG_ID,
         schedule=SCHEDULE,
-        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),  # noqa: UP017 (Airflow's Python)
         catchup=False,
         max_active_runs=1,
         default_args=default_args,

@@ -22,6 +22,7 @@ REASON = "run_collapse"
 MIN_SOURCES = 4
 # Levels of each channel of the mean colour that the hash keeps.
 COLOUR_LEVELS = 4
+SHAPE_DIGITS = 16  # the hash's grey-picture part, before its colour
 
 
 def average_hash(pixels: np.ndarray, size: int = 8) -> str:

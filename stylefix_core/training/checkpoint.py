@@ -43,7 +43,12 @@ class Checkpoint:
             return 0
         data = io.BytesIO(storage.read_bytes(self.url))
         state = torch.load(data, weights_only=True, map_location="cpu")
-        if state.get("identity", "") != self.identity:
+        if "identity" not in state:
+            raise CheckpointMismatch(
+                f"{storage.redact(self.url)} was written before checkpoints named what they "
+                "were trained on, so it cannot be told apart from another run's; delete it"
+            )
+        if state["identity"] != self.identity:
             raise CheckpointMismatch(
                 f"{storage.redact(self.url)} was saved by another training run (other data, "
                 "settings or stage); give another --checkpoint-dir or delete it"
@@ -53,8 +58,8 @@ class Checkpoint:
         for name, generator in generators.items():
             generator.set_state(state["rng"][name])
         torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda_rng"])
         log.info("resumed from %s at step %d", self.url, state["step"])
         return int(state["step"])
 
@@ -70,8 +75,9 @@ class Checkpoint:
             "state": {name: obj.state_dict() for name, obj in stateful.items()},
             "rng": {name: g.get_state() for name, g in generators.items()},
             "torch_rng": torch.get_rng_state(),
-            # losses draw on the CUDA generator too (sliced Wasserstein directions)
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # losses draw on the CUDA generator too (sliced Wasserstein
+            # directions): the current device's, where training has used CUDA
+            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
