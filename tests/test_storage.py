@@ -310,3 +310,26 @@ def test_object_store_tar_shard(bucket):
         ("c", ".gif", b"g", {}),
     ]
     assert items[0].source_uri == f"{bucket}/in/assets-00000.tar#a.png"
+
+
+def test_a_limit_holds_where_the_store_does_not_say_the_size(monkeypatch):
+    """An HTTP server without Content-Length: reading stops one byte past the limit."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    url = f"memory://sizeless-{uuid.uuid4().hex[:8]}/big.bin"
+    storage.write_bytes_atomic(url, b"x" * 20_000)
+    monkeypatch.setattr(MemoryFileSystem, "size", lambda self, path: None)
+    asked: list[int] = []
+    real_open = MemoryFileSystem.open
+
+    def counting_open(self, path, mode="rb", **kwargs):
+        handle = real_open(self, path, mode, **kwargs)
+        read = handle.read
+        handle.read = lambda n=-1: asked.append(n) or read(n)
+        return handle
+
+    monkeypatch.setattr(MemoryFileSystem, "open", counting_open)
+    with pytest.raises(InputLimitError, match="over the limit of 1000"):
+        storage.read_bytes(url, max_bytes=1000)
+    assert asked == [1001]
+    assert storage.read_bytes(url, max_bytes=20_000) == b"x" * 20_000

@@ -191,7 +191,9 @@ def read_bytes(url: str, max_bytes: int | None = None) -> bytes:
     """The whole content of ``url``.
 
     With ``max_bytes``, the size is checked before reading, raising
-    :class:`InputLimitError` rather than pulling an oversized object into memory.
+    :class:`InputLimitError` rather than pulling an oversized object into memory;
+    where the store does not say (an HTTP server without Content-Length), the
+    object is streamed and reading stops one byte past the limit.
     """
     fs, path = url_to_fs(url)
     if max_bytes is None:
@@ -200,8 +202,18 @@ def read_bytes(url: str, max_bytes: int | None = None) -> bytes:
     size = retry(fs.size, path)
     if size is not None and size > max_bytes:
         raise InputLimitError(f"{redact(url)} is {size} bytes, above the limit of {max_bytes}")
+    if size is None:
+        return retry(_read_at_most, fs, path, url, max_bytes)
     data = retry(fs.cat_file, path)
     if len(data) > max_bytes:  # the object grew after the size check
+        raise InputLimitError(f"{redact(url)} is over the limit of {max_bytes} bytes")
+    return data
+
+
+def _read_at_most(fs: AbstractFileSystem, path: str, url: str, max_bytes: int) -> bytes:
+    with fs.open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
         raise InputLimitError(f"{redact(url)} is over the limit of {max_bytes} bytes")
     return data
 
