@@ -62,6 +62,17 @@ def _share(text: str) -> float:
     return value
 
 
+# The page inlines two thumbnails per worst image, read again from the sources.
+MAX_TOP = 200
+
+
+def _top(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_TOP:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {MAX_TOP}")
+    return value
+
+
 def _report_parser(default_top: int) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stylefix report",
@@ -77,7 +88,12 @@ def _report_parser(default_top: int) -> argparse.ArgumentParser:
         help="a --compare prefix with no run under it (a first night, a night that did not "
         "run) is noted and left out instead of failing the command",
     )
-    add("--top", type=int, default=default_top, help="how many of the worst images to show")
+    add(
+        "--top",
+        type=_top,
+        default=default_top,
+        help=f"how many of the worst images to show (at most {MAX_TOP}; each is read again)",
+    )
     add("--html", help="where to write the page (default: OUTPUT/report.html)")
     add("--max-flagged-share", type=_share, help="alert above this share of flagged images")
     add("--max-error-share", type=_share, help="alert above this share of inputs with errors")

@@ -198,6 +198,13 @@ def test_before_images_are_read_back_from_every_kind_of_shard(job: Run):
     for row in one_per_kind.values():
         data = fetched[row["source_uri"]].data
         assert data is not None and sha256_hex(data) == row["input_sha256"]
+    # converted as each is read (thumbnails), so no image's bytes are kept
+    digests = fetch_sources(
+        [row["source_uri"] for row in one_per_kind.values()],
+        Limits(),
+        convert=lambda f: sha256_hex(f.data),
+    )
+    assert digests == {row["source_uri"]: row["input_sha256"] for row in one_per_kind.values()}
 
 
 def test_unreadable_sources_become_notes_not_failures(job: Run, tmp_path: Path):

@@ -87,18 +87,23 @@ def worst_images(rows: list[dict[str, Any]], manifest: dict[str, Any] | None) ->
     """Before (the input, read back from its source) and after (the written image) per row."""
     limits = _limits(manifest)
     options = (manifest or {}).get("options", {})
+
+    def thumbnail(fetched: Fetched | None) -> Thumbnail:
+        return _thumbnail(fetched, limits)
+
     sources = fetch_sources(
         [row["source_uri"] for row in rows],
         limits,
         key_column=options.get("parquet_key_column", "key"),
         image_column=options.get("parquet_image_column", "image"),
+        convert=thumbnail,
     )
-    written = fetch_outputs([row["output_uri"] for row in rows], limits)
+    written = fetch_outputs([row["output_uri"] for row in rows], limits, convert=thumbnail)
     return [
         WorstImage(
             row=row,
-            before=_thumbnail(sources.get(row["source_uri"]), limits),
-            after=_thumbnail(written.get(row["output_uri"]), limits),
+            before=sources.get(row["source_uri"]) or thumbnail(None),
+            after=written.get(row["output_uri"]) or thumbnail(None),
         )
         for row in rows
     ]

@@ -14,7 +14,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -147,30 +147,47 @@ def write_html(uri: str, html: str) -> None:
     storage.write_bytes_atomic(uri, html.encode("utf-8"))
 
 
-def fetch_outputs(uris: Iterable[str], limits: Limits) -> dict[str, Fetched]:
-    """The written images, by URI."""
-    return {uri: _fetch_file(uri, limits) for uri in dict.fromkeys(uris) if uri}
+def _as_fetched(fetched: Fetched) -> Any:
+    return fetched
+
+
+def fetch_outputs(
+    uris: Iterable[str], limits: Limits, convert: Callable[[Fetched], Any] = _as_fetched
+) -> dict[str, Any]:
+    """The written images, by URI, each passed through ``convert`` as soon as it is read."""
+    return {uri: convert(_fetch_file(uri, limits)) for uri in dict.fromkeys(uris) if uri}
 
 
 def fetch_sources(
-    uris: Iterable[str], limits: Limits, key_column: str = "key", image_column: str = "image"
-) -> dict[str, Fetched]:
-    """The input images, by ``source_uri``; each tar or Parquet shard is read once."""
+    uris: Iterable[str],
+    limits: Limits,
+    key_column: str = "key",
+    image_column: str = "image",
+    convert: Callable[[Fetched], Any] = _as_fetched,
+) -> dict[str, Any]:
+    """The input images, by ``source_uri``; each tar or Parquet shard is read once.
+
+    Each is passed through ``convert`` (a thumbnail maker) as soon as it is
+    read, so that at most one image's bytes are held at a time, not every
+    worst image's at the limit of ``max_file_bytes`` each.
+    """
     by_shard: dict[str, set[str]] = {}
-    fetched: dict[str, Fetched] = {}
+    fetched: dict[str, Any] = {}
     for uri in dict.fromkeys(uris):
         if uri and storage.redact(uri) == uri and "***" in uri:
             # the row holds a redacted URL: its credentials were never stored,
             # so asking the server again could only be refused
-            fetched[uri] = Fetched(None, "source behind credentials that the report does not keep")
+            note = "source behind credentials that the report does not keep"
+            fetched[uri] = convert(Fetched(None, note))
             continue
         match = _MEMBER_URI.match(uri) if uri else None
         if match:
             by_shard.setdefault(match["shard"], set()).add(uri)
         elif uri:
-            fetched[uri] = _fetch_file(uri, limits)
+            fetched[uri] = convert(_fetch_file(uri, limits))
     for shard_url, wanted in by_shard.items():
-        fetched.update(_fetch_members(shard_url, wanted, limits, key_column, image_column))
+        members = _fetch_members(shard_url, wanted, limits, key_column, image_column, convert)
+        fetched.update(members)
     return fetched
 
 
@@ -201,19 +218,24 @@ def _fetch_file(uri: str, limits: Limits) -> Fetched:
 
 
 def _fetch_members(
-    shard_url: str, wanted: set[str], limits: Limits, key_column: str, image_column: str
-) -> dict[str, Fetched]:
+    shard_url: str,
+    wanted: set[str],
+    limits: Limits,
+    key_column: str,
+    image_column: str,
+    convert: Callable[[Fetched], Any],
+) -> dict[str, Any]:
     """Stream one shard through the job's reader until every wanted member is found."""
     kind = "tar" if shard_url.lower().endswith(TAR_SUFFIXES) else "parquet"
     spec = ShardSpec(name="report", kind=kind, urls=(shard_url,))
-    found: dict[str, Fetched] = {}
+    found: dict[str, Any] = {}
     why = "not found in the shard"
     items = read_shard(spec, limits=limits, key_column=key_column, image_column=image_column)
     try:
         with closing(items):  # stopping early closes the shard at once
             for item in items:
                 if item.source_uri in wanted:
-                    found[item.source_uri] = _from_item(item)
+                    found[item.source_uri] = convert(_from_item(item))
                 elif isinstance(item, ReadFailure) and item.source_uri == shard_url:
                     why = f"shard unreadable: {item.message}"
                 if len(found) == len(wanted):
@@ -222,7 +244,7 @@ def _fetch_members(
         why = f"shard unreadable: {type(exc).__name__}: {storage.redact(str(exc))}"
     for uri in wanted - found.keys():
         log.warning("report: cannot read %s: %s", storage.redact(uri), why)
-        found[uri] = Fetched(None, why)
+        found[uri] = convert(Fetched(None, why))
     return found
 
 
