@@ -126,7 +126,7 @@ def _of_run(table: pa.Table, manifest: dict[str, Any], what: str) -> pa.Table:
     kept = table.filter(keep)
     if kept.num_rows < table.num_rows:
         log.warning(
-            "report: left out %d %s row(s) of other runs under this prefix",
+            "report: left out %d %s row(s) of other runs, or of shards this run did not plan",
             table.num_rows - kept.num_rows,
             what,
         )
