@@ -131,7 +131,7 @@ def baseline_calibration(eval_set: EvalSet, bundle_url: str) -> Calibration:
     """
     bundle = load_bundle(bundle_url)
     fit, held = split_reference([to_tensor(r) for r in eval_set.reference])
-    detectors = Detectors(bundle.autoencoder, bundle.embedding, bundle.damage)
+    detectors = Detectors(bundle.autoencoder, bundle.embedding, bundle.damage, bundle.pixel_damage)
     return calibrate(
         detectors,
         bundle.discriminator,

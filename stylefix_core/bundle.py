@@ -27,11 +27,19 @@ from stylefix_core.models import ARCHITECTURES
 
 BUNDLE_FORMAT = "stylefix-bundle"
 BUNDLE_FORMAT_VERSION = 1
-MODEL_ROLES = ("generator", "discriminator", "autoencoder", "embedding", "corrector", "damage")
+MODEL_ROLES = (
+    "generator",
+    "discriminator",
+    "autoencoder",
+    "embedding",
+    "corrector",
+    "damage",
+    "pixel_damage",
+)
 # Roles added after the first bundles were written: a bundle without them still
 # loads (so that `stylefix train detector` can add them), and its calibration,
 # of an older statistics revision, is refused for scoring.
-LATER_ROLES = ("damage",)
+LATER_ROLES = ("damage", "pixel_damage")
 WEIGHTS_SUFFIX = ".safetensors"
 DEFAULT_BUNDLE_DIR = Path(__file__).parent / "default_bundle"
 # Every bundle of the current statistics revision calibrates every detector,
@@ -53,6 +61,7 @@ DETECTOR_NAMES = (
     "collapse",
     "falloff",
     "damage",
+    "pixel_damage",
 )
 # The definitions of the image statistics in scoring.features that a
 # calibration was fitted to. Raise it whenever one of them changes: a bundle
@@ -68,8 +77,9 @@ DETECTOR_NAMES = (
 # detail, the luma's smooth part (a Gaussian of 16 px) set aside; revision 8:
 # that smooth part is taken on a 4x coarser grid; revision 9: ``falloff`` is
 # the depth of a bowl fitted to the luma, against the content's spread (the
-# signature keeps the old reading, as ``corner_darkness``).
-STATISTICS_REVISION = 9
+# signature keeps the old reading, as ``corner_darkness``); revision 10: the
+# ``pixel_damage`` classifier, a small convolutional network on the pixels.
+STATISTICS_REVISION = 10
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,7 @@ class Bundle:
     embedding: nn.Module
     corrector: nn.Module
     damage: nn.Module | None = None  # absent from bundles older than LATER_ROLES
+    pixel_damage: nn.Module | None = None
 
     def networks(self) -> dict[str, nn.Module]:
         roles = (role for role in MODEL_ROLES if getattr(self, role) is not None)
@@ -172,6 +183,7 @@ ROLE_ARCHITECTURES = {
     "embedding": "ReferenceKnn",
     "corrector": "ResidualCorrector",
     "damage": "DamageClassifier",
+    "pixel_damage": "PixelDamageClassifier",
 }
 COLOUR_STATS_DIM = 6  # the length of a colour_stats row
 

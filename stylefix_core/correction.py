@@ -66,15 +66,16 @@ ANSWERS: dict[str, tuple[str, ...]] = {
 # image's narrow colour spread sets it off as often as a cast does, and
 # recolouring on its account took collapsed images from -1.4 to -3.6 dB.
 #
-# Desaturation has no statistic of its own: the damage classifier sees it (a
+# Desaturation has no statistic of its own: the damage classifiers see it (a
 # picture greyer than the references), and so multiplying the colour back
-# (``resaturate``) is tried on an image that looks damaged, kept only if it
-# clears the flag, the classifier's reading falls a whole unit (its witness)
-# and the picture comes no further from the references (``NO_FURTHER``).
+# (``resaturate``) is tried on an image that looks damaged to either, kept only
+# if it clears the flag, the signature classifier's reading falls a whole unit
+# (its witness) and the picture comes no further from the references
+# (``NO_FURTHER``).
 MAY_EXPLAIN: dict[str, tuple[str, ...]] = {
     "colour": ("embedding",),
     "colour+residual": ("embedding",),
-    "resaturate": ("damage",),
+    "resaturate": ("damage", "pixel_damage"),
 }
 # Candidate name -> the detector that must drop by MIN_PARTIAL_IMPROVEMENT for
 # the fix to be kept, whatever it was tried for. Moving the colours to the

@@ -184,18 +184,19 @@ def test_a_statistics_revision_that_is_not_a_number_is_refused(default_bundle):
         parse_manifest(json.dumps(data))
 
 
-def test_a_bundle_from_before_the_damage_classifier_loads_and_must_be_retrained_to_save(
-    default_bundle, tmp_path
+@pytest.mark.parametrize(("role", "revision"), [("damage", 5), ("pixel_damage", 9)])
+def test_a_bundle_from_before_a_damage_classifier_loads_and_must_be_retrained_to_save(
+    default_bundle, tmp_path, role, revision
 ):
     folder = _copy(default_bundle, tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text())
-    del manifest["models"]["damage"]
+    del manifest["models"][role]
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="missing \\['damage'\\]"):
+    with pytest.raises(BundleError, match=f"missing \\['{role}'\\]"):
         load_bundle(str(folder))  # a current calibration scores with it
-    manifest["calibration"]["statistics_revision"] = 5  # as written before it existed
+    manifest["calibration"]["statistics_revision"] = revision  # as written before it existed
     (folder / "manifest.json").write_text(json.dumps(manifest))
     older = load_bundle(str(folder))
-    assert older.damage is None and "damage" not in older.networks()
+    assert getattr(older, role) is None and role not in older.networks()
     with pytest.raises(BundleError, match="retrain its detector"):
         save_bundle(str(tmp_path / "again"), older.manifest, older.networks())

@@ -19,9 +19,16 @@ from stylefix_core.training.detector import (
     calibrate,
     cross_fit,
 )
+from stylefix_core.training.pixel_damage import PixelDamageTrainConfig
 
 CPU = torch.device("cpu")
-QUICK = replace(DetectorTrainConfig(), steps=2, damage_steps=5, damage_copies=1)
+QUICK = replace(
+    DetectorTrainConfig(),
+    steps=2,
+    damage_steps=5,
+    damage_copies=1,
+    pixel=PixelDamageTrainConfig(steps=3, batch_size=4, copies=1),
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +65,7 @@ def test_fitted_images_scored_out_of_sample_count_in_the_threshold(patches):
     read off the fitted images as well, except the colour distance's, which
     measures how far an image is from the fitted images' colours."""
     bundle = load_bundle("")
-    shipped = Detectors(bundle.autoencoder, bundle.embedding, bundle.damage)
+    shipped = Detectors(bundle.autoencoder, bundle.embedding, bundle.damage, bundle.pixel_damage)
     fit, held = patches[:60], patches[60:]
     noise = inject.get_injector("noise")
     noisy = [noise(fit[i], 1.0, torch.Generator().manual_seed(i)) for i in range(3)]

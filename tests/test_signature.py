@@ -78,7 +78,8 @@ def test_the_damage_classifier_is_deterministic_for_a_seed(patches):
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
 
 
-def test_high_quality_jpeg_inputs_do_not_look_damaged_to_the_shipped_bundle():
+@pytest.mark.parametrize("detector", ["damage", "pixel_damage"])
+def test_high_quality_jpeg_inputs_do_not_look_damaged_to_the_shipped_bundle(detector):
     """Catalogs are full of quality-90 and -95 JPEGs: styled, they must not
     read as damaged much more often than the same assets given as PNGs."""
     bundle = load_bundle("")
@@ -91,7 +92,7 @@ def test_high_quality_jpeg_inputs_do_not_look_damaged_to_the_shipped_bundle():
             content = torch.stack([to_tensor(p) for p in pixels])
             styled = bundle.generator(content)
             scores = scorer(styled, scorer.colour_target(content, len(content), CPU))
-            shares[quality] = float((scores.z["damage"] > scores.threshold).float().mean())
+            shares[quality] = float((scores.z[detector] > scores.threshold).float().mean())
     assert shares[95] <= shares[None] + 0.05 and shares[90] <= shares[None] + 0.1, shares
 
 

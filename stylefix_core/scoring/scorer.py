@@ -23,7 +23,14 @@ from stylefix_core.scoring.signature import signature
 DETECTORS = DETECTOR_NAMES
 # Detectors with learned parts; the rest are image statistics, which alone
 # make the classical baseline of the quality benchmark.
-LEARNED_DETECTORS = ("embedding", "reference_colour", "autoencoder", "discriminator", "damage")
+LEARNED_DETECTORS = (
+    "embedding",
+    "reference_colour",
+    "autoencoder",
+    "discriminator",
+    "damage",
+    "pixel_damage",
+)
 STATISTIC_DETECTORS = tuple(d for d in DETECTORS if d not in LEARNED_DETECTORS)
 # The name a person reads in the report's ``reasons`` column, per detector.
 REASONS = {
@@ -42,13 +49,15 @@ REASONS = {
     "collapse": "collapse",
     "falloff": "vignetting",
     "damage": "looks_damaged",
+    "pixel_damage": "pixels_look_damaged",
 }
 
 
 # Detectors that run a network under the engine's float16 autocast on CUDA; the
-# rest are statistics (and the damage classifier over them), computed in
-# float32 everywhere: their calibration was fitted in float32, and a local
-# variance taken as a difference of float16 means is noise in flat areas.
+# rest are statistics (and the damage classifiers), computed in float32
+# everywhere: their calibration was fitted in float32, and a local variance
+# taken as a difference of float16 means is noise in flat areas (the pixel
+# classifier reads a high-pass of the image).
 NETWORK_DETECTORS = frozenset({"embedding", "reference_colour", "autoencoder", "discriminator"})
 
 
@@ -94,11 +103,13 @@ class Scorer:
         embedding: nn.Module,  # a ReferenceKnn: its ``distances`` serve two detectors
         calibration: Calibration,
         damage: nn.Module | None = None,  # a DamageClassifier of signatures
+        pixel_damage: nn.Module | None = None,  # a PixelDamageClassifier
     ):
         self.autoencoder = autoencoder
         self.discriminator = discriminator
         self.embedding = embedding
         self.damage = damage
+        self.pixel_damage = pixel_damage
         require_current_statistics(calibration)
         self.calibration = calibration
         # The calibration names the detectors in use: a bundle has all of them,
@@ -113,6 +124,7 @@ class Scorer:
             bundle.embedding,
             bundle.manifest.calibration,
             bundle.damage,
+            bundle.pixel_damage,
         )
 
     def colour_target(
@@ -173,8 +185,9 @@ class Scorer:
             "quantisation": lambda: features.quantisation(x),
             "collapse": lambda: features.collapse(x),
             "falloff": lambda: features.falloff(x),
-            # last in DETECTORS, so it reuses the statistics computed before it
+            # after the statistics in DETECTORS, so it reuses their values
             "damage": lambda: self.damage(signature(x, values)).float(),
+            "pixel_damage": lambda: self.pixel_damage(x).float(),
         }
         values: dict[str, torch.Tensor] = {}
         for d in self.detectors:

@@ -144,6 +144,7 @@ def train_bundle(
         "embedding": detectors.embedding,
         "corrector": corrector,
         "damage": detectors.damage,
+        "pixel_damage": detectors.pixel_damage,
     }
     manifest = Manifest(
         name=cfg.name,
@@ -234,6 +235,7 @@ def retrain_detector(
         "autoencoder": detectors.autoencoder,
         "embedding": detectors.embedding,
         "damage": detectors.damage,
+        "pixel_damage": detectors.pixel_damage,
     }
     return _save_updated(bundle, out_url, networks, calibration, reference, note)
 

@@ -46,7 +46,14 @@ def _where(parser: argparse.ArgumentParser) -> None:
 def _knobs(parser: argparse.ArgumentParser) -> None:
     """Seed, length and data size: not for ``default``, whose recipe is fixed."""
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=0, help="0: the default for each network")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="steps of the networks trained on image crops: the style networks (style), the "
+        "autoencoder and pixel damage classifier (detector), the corrector (corrector); "
+        "0: each one's default",
+    )
     parser.add_argument("--max-images", type=int, default=0, help="0: every image of the URL")
 
 
@@ -102,7 +109,8 @@ def _train_style(args: argparse.Namespace, device: torch.device) -> Manifest:
 
 def _train_detector(args: argparse.Namespace, device: torch.device) -> Manifest:
     cfg = DetectorTrainConfig(seed=args.seed, target_false_positive_rate=args.fpr)
-    cfg = replace(cfg, steps=args.steps or cfg.steps)
+    if args.steps:
+        cfg = replace(cfg, steps=args.steps, pixel=replace(cfg.pixel, steps=args.steps))
     return retrain_detector(
         load_bundle(args.bundle),
         load_images(args.reference, args.max_images),

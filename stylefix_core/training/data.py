@@ -32,7 +32,7 @@ class CropSampler:
     def __init__(self, images: Sequence[torch.Tensor], crop: int, seed: int):
         if not images:
             raise ValueError("no training images")
-        self.images = [_at_least(img, crop) for img in images]
+        self.images = [at_least(img, crop) for img in images]
         self.crop = crop
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -50,7 +50,8 @@ class CropSampler:
         return patch
 
 
-def _at_least(image: torch.Tensor, size: int) -> torch.Tensor:
+def at_least(image: torch.Tensor, size: int) -> torch.Tensor:
+    """The image resized up, keeping its aspect, where a side is under ``size``."""
     _, height, width = image.shape
     if min(height, width) >= size:
         return image

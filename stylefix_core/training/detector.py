@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,12 @@ from torch import nn
 
 from stylefix_core import colour, inject
 from stylefix_core.bundle import Calibration, DetectorCalibration
-from stylefix_core.models import ConvAutoencoder, DamageClassifier, ReferenceKnn
+from stylefix_core.models import (
+    ConvAutoencoder,
+    DamageClassifier,
+    PixelDamageClassifier,
+    ReferenceKnn,
+)
 from stylefix_core.scoring.scorer import (
     DETECTORS,
     STATISTIC_DETECTORS,
@@ -22,6 +27,10 @@ from stylefix_core.scoring.scorer import (
 from stylefix_core.scoring.signature import SIGNATURE_DIM, signature
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.data import CropSampler
+from stylefix_core.training.pixel_damage import (
+    PixelDamageTrainConfig,
+    train_pixel_damage_classifier,
+)
 from stylefix_core.training.progress import Progress
 
 
@@ -45,6 +54,7 @@ class DetectorTrainConfig:
     # Good images re-encoded as JPEG at quality 95 down to 90 (4:4:4): the
     # ``jpeg_blocking`` injector's lowest severities, what catalogs often hold.
     damage_clean_jpeg: tuple[float, float] = (0.0, 0.055)
+    pixel: PixelDamageTrainConfig = field(default_factory=PixelDamageTrainConfig)
 
 
 def train_autoencoder(
@@ -160,6 +170,7 @@ class Detectors:
     autoencoder: ConvAutoencoder
     embedding: ReferenceKnn
     damage: DamageClassifier
+    pixel_damage: PixelDamageClassifier
 
 
 def train_detectors(
@@ -174,6 +185,7 @@ def train_detectors(
         train_autoencoder(images, cfg, device, checkpoint),
         fit_embedding(images, device, seed=cfg.seed),
         train_damage_classifier(images, cfg, device, also_clean),
+        train_pixel_damage_classifier(images, also_clean, cfg.pixel, device, cfg.seed),
     )
 
 
@@ -234,6 +246,7 @@ def calibrate(
             fitted.embedding,
             provisional,
             fitted.damage,
+            fitted.pixel_damage,
         )
         return _raw(scorer, images, device)
 
