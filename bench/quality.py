@@ -77,8 +77,7 @@ class Outcome:
 def train_eval_bundle(eval_set: EvalSet, folder: Path, steps_scale: float) -> str:
     reference = [to_tensor(r) for r in eval_set.reference]
     base = load_bundle("")
-    det_cfg = DetectorTrainConfig()
-    det_cfg = replace(det_cfg, steps=max(2, int(det_cfg.steps * steps_scale)))
+    det_cfg = DetectorTrainConfig().scaled(steps_scale)
     retrain_detector(base, reference, str(folder / "detector"), det_cfg, CPU)
     cor_cfg = CorrectorTrainConfig()
     cor_cfg = replace(cor_cfg, steps=max(2, int(cor_cfg.steps * steps_scale)))

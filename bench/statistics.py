@@ -52,12 +52,13 @@ def separation(clean: np.ndarray, damaged: np.ndarray) -> tuple[float, float]:
     return auroc(np.r_[clean, damaged], labels), share
 
 
-def table(per_kind: int) -> str:
+def table(per_kind: int, cfg: DetectorTrainConfig | None = None) -> str:
+    """``cfg`` trains the damage classifiers (default: as ``make eval`` does)."""
+    cfg = cfg or DetectorTrainConfig()
     eval_set = build_eval_set(EvalConfig(per_kind=per_kind))
     bundle = load_bundle("")
     fit, _ = split_reference([to_tensor(r) for r in eval_set.reference])
     embedding = fit_embedding(fit, CPU)
-    cfg = DetectorTrainConfig()
     jpeg = reencoded(fit, cfg)
     scorer = Scorer(
         bundle.autoencoder,

@@ -22,20 +22,11 @@ CONTENT_SIZES = [(128, 128), (96, 128), (128, 96), (160, 128)]
 def default_config(scale: float = 1.0) -> BundleTrainConfig:
     """The settings of the shipped bundle; ``scale`` shrinks step counts for quick checks."""
     cfg = BundleTrainConfig()
-
-    def scaled(steps: int) -> int:
-        return max(2, int(steps * scale))
-
-    detector = replace(
-        cfg.detector,
-        steps=scaled(cfg.detector.steps),
-        pixel=replace(cfg.detector.pixel, steps=scaled(cfg.detector.pixel.steps)),
-    )
     return replace(
         cfg,
-        style=replace(cfg.style, steps=scaled(cfg.style.steps)),
-        detector=detector,
-        corrector=replace(cfg.corrector, steps=scaled(cfg.corrector.steps)),
+        style=replace(cfg.style, steps=max(2, int(cfg.style.steps * scale))),
+        detector=cfg.detector.scaled(scale),
+        corrector=replace(cfg.corrector, steps=max(2, int(cfg.corrector.steps * scale))),
     )
 
 

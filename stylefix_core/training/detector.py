@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,15 @@ class DetectorTrainConfig:
     # ``jpeg_blocking`` injector's lowest severities, what catalogs often hold.
     damage_clean_jpeg: tuple[float, float] = (0.0, 0.055)
     pixel: PixelDamageTrainConfig = field(default_factory=PixelDamageTrainConfig)
+
+    def scaled(self, scale: float) -> DetectorTrainConfig:
+        """The step counts of the networks trained on crops times ``scale`` (at
+        least 2): for quick checks of a whole training."""
+        return replace(
+            self,
+            steps=max(2, int(self.steps * scale)),
+            pixel=replace(self.pixel, steps=max(2, int(self.pixel.steps * scale))),
+        )
 
 
 def train_autoencoder(
