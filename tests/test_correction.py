@@ -263,8 +263,9 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
     assert eligibility("colour", ["unlike_reference"]) is Eligibility.IF_IT_CLEARS
     assert eligibility("colour", ["noise"]) is Eligibility.NO
     assert eligibility("residual", ["blur"]) is Eligibility.IF_IT_CLEARS
-    # desaturation has no statistic: the damage classifier's look is the only reason
+    # desaturation has no statistic: the damage classifiers' look is the only reason
     assert eligibility("resaturate", ["looks_damaged"]) is Eligibility.IF_IT_CLEARS
+    assert eligibility("resaturate", ["pixels_look_damaged"]) is Eligibility.IF_IT_CLEARS
     assert eligibility("resaturate", ["blur", "noise"]) is Eligibility.NO
 
 

@@ -79,7 +79,8 @@ def test_train_detector_resumes_from_its_checkpoint_dir(images, tmp_path, caplog
     from stylefix_core.training.cli import main
 
     reference = _reference_folder(images, tmp_path / "good")
-    args = ["detector", "--reference", reference, "--steps", "4", "--device", "cpu"]
+    args = ["detector", "--reference", reference, "--steps", "4", "--pixel-steps", "4"]
+    args += ["--device", "cpu"]
     checkpoints = tmp_path / "state"
     assert (
         main([*args, "--out", str(tmp_path / "first"), "--checkpoint-dir", str(checkpoints)]) == 0
@@ -90,6 +91,7 @@ def test_train_detector_resumes_from_its_checkpoint_dir(images, tmp_path, caplog
     assert "resumed from" in caplog.text
     first, again = load_bundle(str(tmp_path / "first")), load_bundle(str(tmp_path / "again"))
     assert first.manifest.version == again.manifest.version
+    assert first.manifest.training["detector"]["config"]["pixel"]["steps"] == 4
     _same(first.autoencoder, again.autoencoder)
 
 
@@ -122,7 +124,8 @@ def test_train_detector_refuses_the_checkpoint_dir_of_other_reference_images(
     state = str(tmp_path / "state")
     for name, chosen in (("first", images), ("second", images[:8])):
         reference = _reference_folder(chosen, tmp_path / f"good-{name}")
-        argv = ["detector", "--reference", reference, "--steps", "4", "--device", "cpu"]
+        argv = ["detector", "--reference", reference, "--steps", "4", "--pixel-steps", "4"]
+        argv += ["--device", "cpu"]
         argv += ["--out", str(tmp_path / name), "--checkpoint-dir", state]
         assert main(argv) == (0 if name == "first" else 2)
     assert "saved by another training run" in capsys.readouterr().err

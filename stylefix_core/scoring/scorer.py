@@ -54,10 +54,11 @@ REASONS = {
 
 
 # Detectors that run a network under the engine's float16 autocast on CUDA; the
-# rest are statistics (and the damage classifiers), computed in float32
-# everywhere: their calibration was fitted in float32, and a local variance
-# taken as a difference of float16 means is noise in flat areas (the pixel
-# classifier reads a high-pass of the image).
+# rest are statistics (and the damage classifiers), computed with autocast off:
+# their calibration was fitted in float32, and a local variance taken as a
+# difference of float16 means is noise in flat areas (the pixel classifier
+# reads a high-pass of the image). Its convolutions may still use TF32 on a
+# GPU, which moved its logits by under 0.01 in a simulation on the CPU.
 NETWORK_DETECTORS = frozenset({"embedding", "reference_colour", "autoencoder", "discriminator"})
 
 

@@ -41,8 +41,8 @@ def train_pixel_damage_classifier(
 
     Each damaged crop gets one random training kind (never a held-out one) at
     a random severity. ``also_clean`` are the references' high-quality JPEG
-    copies, as for the signature classifier, drawn a fifth as often as the
-    references. Every crop is rounded to 8 bits, as every decoded image is:
+    copies, as for the signature classifier: a fifth of the clean crops.
+    Every crop is rounded to 8 bits, as every decoded image is:
     the references may be a generator's unrounded outputs, and the network
     would otherwise learn that rounding is damage. Each crop is seen in a
     random one of its eight rotations and mirror images. One-cycle Adam: at a
@@ -53,7 +53,7 @@ def train_pixel_damage_classifier(
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed + 5)
-    clean = [_to_8bit(at_least(image, cfg.crop)) for image in [*reference, *also_clean]]
+    clean = [at_least(image, cfg.crop) for image in [*reference, *also_clean]]
     clean_weights = torch.tensor([cfg.reference_weight] * len(reference) + [1.0] * len(also_clean))
     damaged = _damaged_crops(clean[: len(reference)], cfg, generator)
     model = PixelDamageClassifier(cfg.channels).to(device)
@@ -65,7 +65,7 @@ def train_pixel_damage_classifier(
         picks = torch.multinomial(clean_weights, cfg.batch_size, True, generator=generator)
         chosen = torch.randint(len(damaged), (cfg.batch_size,), generator=generator)
         crops = [_view(clean[i], cfg.crop, generator) for i in picks.tolist()]
-        crops += [_view(damaged[i].float() / 255.0, cfg.crop, generator) for i in chosen.tolist()]
+        crops += [_view(damaged[i].float() / 255, cfg.crop, generator) for i in chosen.tolist()]
         loss = F.binary_cross_entropy_with_logits(model(torch.stack(crops).to(device)), labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -84,20 +84,16 @@ def _damaged_crops(
     for n in range(count):
         crop = _view(images[n % len(images)], cfg.crop, generator)
         injected = inject.random_injection(crop, generator, severity_range=cfg.severity).image
-        crops.append((injected.clamp(0, 1) * 255).round().to(torch.uint8))
+        crops.append((injected.clamp(0, 1) * 255).round().to(torch.uint8))  # 8 bits, as decoded
     return crops
 
 
 def _view(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """A random ``size`` crop in a random one of its eight dihedral views."""
+    """A random ``size`` crop, rounded to 8 bits, in a random one of its eight dihedral views."""
     _, height, width = image.shape
     top = int(torch.randint(height - size + 1, (1,), generator=generator))
     left = int(torch.randint(width - size + 1, (1,), generator=generator))
-    crop = image[:, top : top + size, left : left + size]
+    crop = (image[:, top : top + size, left : left + size].clamp(0, 1) * 255).round() / 255
     turn = int(torch.randint(8, (1,), generator=generator))
     crop = torch.rot90(crop, turn % 4, dims=(-2, -1))
     return crop.flip(-1) if turn >= 4 else crop
-
-
-def _to_8bit(image: torch.Tensor) -> torch.Tensor:
-    return (image.clamp(0, 1) * 255).round() / 255
