@@ -5,6 +5,7 @@ servers on 127.0.0.1, started once per session. ``gcs_server`` / ``s3_server``
 yield the endpoint URL and, while the session runs, point the environment at
 it so that plain ``gs://`` / ``s3://`` URLs reach it through gcsfs / s3fs.
 ``gcs_bucket`` / ``s3_bucket`` give each test a fresh bucket URL.
+``photo_patches`` are the quality benchmark's real photographs as 64 px patches.
 """
 
 from __future__ import annotations
@@ -62,3 +63,17 @@ def gcs_bucket(gcs_server: str) -> str:
 def s3_bucket(s3_server: str) -> str:
     """``s3://test-<random>``: a new empty bucket on the session's S3 server."""
     return object_stores.create_bucket("s3")
+
+
+@pytest.fixture(scope="session")
+def photo_patches() -> list:
+    """Real photo patches as (3, 64, 64) tensors, shuffled with a seed so that
+    every photo is on both sides of a split."""
+    import numpy as np
+
+    from stylefix_core.evaluation.photos import grid_patches, load_photos
+    from stylefix_core.training.data import to_tensor
+
+    found = [to_tensor(p) for _, p in grid_patches(load_photos(), 64)]
+    order = np.random.default_rng(0).permutation(len(found))
+    return [found[i] for i in order]

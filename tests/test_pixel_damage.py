@@ -10,9 +10,7 @@ import torch
 
 from stylefix_core import inject
 from stylefix_core.evaluation.metrics import auroc
-from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.models import PixelDamageClassifier
-from stylefix_core.training.data import to_tensor
 from stylefix_core.training.pixel_damage import (
     PixelDamageTrainConfig,
     _damaged_crops,
@@ -21,14 +19,6 @@ from stylefix_core.training.pixel_damage import (
 
 CPU = torch.device("cpu")
 QUICK = PixelDamageTrainConfig(steps=200, batch_size=16)
-
-
-@pytest.fixture(scope="module")
-def patches() -> list[torch.Tensor]:
-    """Real photo patches, shuffled with a seed so every photo is on both sides of a split."""
-    found = [to_tensor(p) for _, p in grid_patches(load_photos(), 64)]
-    order = np.random.default_rng(0).permutation(len(found))
-    return [found[i] for i in order]
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 1, 1), (1, 3, 3, 900), (1, 3, 37, 53)])
@@ -40,19 +30,19 @@ def test_one_finite_logit_per_image_of_any_size(shape):
     assert bool(torch.isfinite(logits).all())
 
 
-def test_an_image_scores_the_same_alone_as_in_a_batch(patches):
+def test_an_image_scores_the_same_alone_as_in_a_batch(photo_patches):
     """Batch norm in eval mode: no image's logit depends on its neighbours."""
-    model = train_pixel_damage_classifier(patches[:8], [], replace(QUICK, steps=5), CPU)
-    batch = torch.stack(patches[:6])
+    model = train_pixel_damage_classifier(photo_patches[:8], [], replace(QUICK, steps=5), CPU)
+    batch = torch.stack(photo_patches[:6])
     with torch.inference_mode():
-        one_by_one = torch.cat([model(p[None]) for p in patches[:6]])
+        one_by_one = torch.cat([model(p[None]) for p in photo_patches[:6]])
         torch.testing.assert_close(model(batch), one_by_one, rtol=1e-4, atol=1e-4)
 
 
-def test_it_learns_to_tell_damaged_photographs_from_unseen_clean_ones(patches):
+def test_it_learns_to_tell_damaged_photographs_from_unseen_clean_ones(photo_patches):
     """A short run already separates the plainest kinds; the shipped length
     (1,500 steps of 64 crops) is measured by the quality benchmark."""
-    train, test = patches[:120], torch.stack(patches[120:200])
+    train, test = photo_patches[:120], torch.stack(photo_patches[120:200])
     model = train_pixel_damage_classifier(train, [], QUICK, CPU)
     labels = np.r_[np.zeros(len(test)), np.ones(len(test))]
     with torch.inference_mode():
@@ -65,28 +55,30 @@ def test_it_learns_to_tell_damaged_photographs_from_unseen_clean_ones(patches):
     assert found["posterize"] > 0.75 and found["blur"] > 0.75, found
 
 
-def test_it_is_deterministic_for_a_seed_and_differs_between_seeds(patches):
+def test_it_is_deterministic_for_a_seed_and_differs_between_seeds(photo_patches):
     cfg = replace(QUICK, steps=5, batch_size=4, copies=1)
-    a, b = (train_pixel_damage_classifier(patches[:16], [], cfg, CPU, seed=3) for _ in range(2))
-    other = train_pixel_damage_classifier(patches[:16], [], cfg, CPU, seed=4)
+    a, b = (
+        train_pixel_damage_classifier(photo_patches[:16], [], cfg, CPU, seed=3) for _ in range(2)
+    )
+    other = train_pixel_damage_classifier(photo_patches[:16], [], cfg, CPU, seed=4)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
     assert not torch.equal(a.head[0].weight, other.head[0].weight)
 
 
-def test_images_smaller_than_the_crop_and_jpeg_copies_train(patches):
+def test_images_smaller_than_the_crop_and_jpeg_copies_train(photo_patches):
     """A catalog's references come in every size; small ones are scaled up to the crop."""
-    small = [p[:, :20, :48] for p in patches[:6]]
+    small = [p[:, :20, :48] for p in photo_patches[:6]]
     cfg = replace(QUICK, steps=3, batch_size=4, copies=1)
-    model = train_pixel_damage_classifier(small, patches[6:8], cfg, CPU)
+    model = train_pixel_damage_classifier(small, photo_patches[6:8], cfg, CPU)
     with torch.inference_mode():
         assert bool(torch.isfinite(model(torch.stack(small))).all())
 
 
-def test_damaged_crops_are_capped_in_number_and_kept_as_bytes(patches):
+def test_damaged_crops_are_capped_in_number_and_kept_as_bytes(photo_patches):
     """A large reference set must not hold copies times its size in memory."""
     cfg = replace(QUICK, copies=8, max_damaged=20)
-    crops = _damaged_crops(patches[:10], cfg, torch.Generator().manual_seed(0))
+    crops = _damaged_crops(photo_patches[:10], cfg, torch.Generator().manual_seed(0))
     assert len(crops) == 20
     assert {c.dtype for c in crops} == {torch.uint8}
     assert {tuple(c.shape) for c in crops} == {(3, cfg.crop, cfg.crop)}

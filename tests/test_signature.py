@@ -13,7 +13,6 @@ from PIL import Image
 from stylefix_core import inject
 from stylefix_core.bundle import load_bundle
 from stylefix_core.evaluation.metrics import auroc
-from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.scoring import features
 from stylefix_core.scoring.scorer import Scorer
 from stylefix_core.scoring.signature import SIGNATURE_DIM, signature
@@ -24,14 +23,6 @@ from stylefix_core.training.detector import DetectorTrainConfig, train_damage_cl
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def patches() -> list[torch.Tensor]:
-    """Real photo patches, shuffled with a seed so every photo is on both sides of a split."""
-    found = [to_tensor(p) for _, p in grid_patches(load_photos(), 64)]
-    order = np.random.default_rng(0).permutation(len(found))
-    return [found[i] for i in order]
-
-
 @pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 1, 1), (1, 3, 2, 2), (1, 3, 3, 900)])
 def test_the_signature_has_its_size_and_is_finite_for_any_image(shape):
     values = signature(torch.rand(shape, generator=torch.Generator().manual_seed(0)))
@@ -39,14 +30,14 @@ def test_the_signature_has_its_size_and_is_finite_for_any_image(shape):
     assert bool(torch.isfinite(values).all())
 
 
-def test_a_batch_signs_as_its_images_do_one_by_one(patches):
-    batch = torch.stack(patches[:4])
-    one_by_one = torch.cat([signature(p[None]) for p in patches[:4]])
+def test_a_batch_signs_as_its_images_do_one_by_one(photo_patches):
+    batch = torch.stack(photo_patches[:4])
+    one_by_one = torch.cat([signature(p[None]) for p in photo_patches[:4]])
     torch.testing.assert_close(signature(batch), one_by_one, rtol=1e-4, atol=1e-4)
 
 
-def test_falloff_reads_dark_corners_and_not_a_flat_or_one_sided_picture(patches):
-    clean = torch.stack(patches[:40])
+def test_falloff_reads_dark_corners_and_not_a_flat_or_one_sided_picture(photo_patches):
+    clean = torch.stack(photo_patches[:40])
     vignetted = inject.inject(clean, "vignette_dark", severity=0.6, seed=1)
     assert float((features.falloff(vignetted) > features.falloff(clean)).float().mean()) > 0.95
     assert float(features.falloff(torch.full((1, 3, 32, 32), 0.5))) == pytest.approx(0.0, abs=1e-4)
@@ -58,9 +49,9 @@ def test_falloff_reads_dark_corners_and_not_a_flat_or_one_sided_picture(patches)
     assert features.falloff(torch.rand(2, 3, 4, 64)).tolist() == [0.0, 0.0]
 
 
-def test_the_damage_classifier_tells_damaged_photographs_from_unseen_clean_ones(patches):
+def test_the_damage_classifier_tells_damaged_photographs_from_unseen_clean_ones(photo_patches):
     cfg = replace(DetectorTrainConfig(), damage_copies=4, damage_steps=300)
-    train, test = patches[:120], patches[120:200]
+    train, test = photo_patches[:120], photo_patches[120:200]
     model = train_damage_classifier(train, cfg, CPU)
     generator = torch.Generator().manual_seed(7)
     damaged = [inject.random_injection(p, generator, severity_range=(0.5, 1.0)).image for p in test]
@@ -71,9 +62,9 @@ def test_the_damage_classifier_tells_damaged_photographs_from_unseen_clean_ones(
     assert auroc(np.r_[clean_logits, damaged_logits], labels) > 0.85
 
 
-def test_the_damage_classifier_is_deterministic_for_a_seed(patches):
+def test_the_damage_classifier_is_deterministic_for_a_seed(photo_patches):
     cfg = replace(DetectorTrainConfig(), damage_copies=1, damage_steps=20)
-    a, b = (train_damage_classifier(patches[:16], cfg, CPU) for _ in range(2))
+    a, b = (train_damage_classifier(photo_patches[:16], cfg, CPU) for _ in range(2))
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
 
