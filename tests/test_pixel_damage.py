@@ -13,6 +13,7 @@ from stylefix_core.evaluation.metrics import auroc
 from stylefix_core.models import PixelDamageClassifier
 from stylefix_core.training.pixel_damage import (
     PixelDamageTrainConfig,
+    _damage_sources,
     _damaged_crops,
     train_pixel_damage_classifier,
 )
@@ -82,3 +83,10 @@ def test_damaged_crops_are_capped_in_number_and_kept_as_bytes(photo_patches):
     assert len(crops) == 20
     assert {c.dtype for c in crops} == {torch.uint8}
     assert {tuple(c.shape) for c in crops} == {(3, cfg.crop, cfg.crop)}
+
+
+def test_capped_damaged_crops_come_from_every_part_of_the_reference_set():
+    cfg = replace(QUICK, copies=8, max_damaged=50)
+    sources = _damage_sources(100, cfg, torch.Generator().manual_seed(0))
+    assert len(sources) == 50 and max(sources) >= 50  # not just the first 50 references
+    assert _damage_sources(3, cfg, torch.Generator()) == [0, 1, 2] * 8  # under the cap: all

@@ -79,13 +79,25 @@ def _damaged_crops(
     images: list[torch.Tensor], cfg: PixelDamageTrainConfig, generator: torch.Generator
 ) -> list[torch.Tensor]:
     """Damaged crops as uint8, so that a large reference set stays small in memory."""
-    count = min(cfg.copies * len(images), cfg.max_damaged)
     crops = []
-    for n in range(count):
-        crop = _view(images[n % len(images)], cfg.crop, generator)
+    for source in _damage_sources(len(images), cfg, generator):
+        crop = _view(images[source], cfg.crop, generator)
         injected = inject.random_injection(crop, generator, severity_range=cfg.severity).image
         crops.append((injected.clamp(0, 1) * 255).round().to(torch.uint8))  # 8 bits, as decoded
     return crops
+
+
+def _damage_sources(
+    count: int, cfg: PixelDamageTrainConfig, generator: torch.Generator
+) -> list[int]:
+    """Which reference each damaged crop comes from: ``cfg.copies`` of each in
+    turn, or under ``cfg.max_damaged`` a random share of those spread over
+    every reference, not the first ones."""
+    wanted = cfg.copies * count
+    sources = torch.arange(wanted) % max(count, 1)
+    if wanted > cfg.max_damaged:
+        sources = sources[torch.randperm(wanted, generator=generator)[: cfg.max_damaged]]
+    return sources.tolist()
 
 
 def _view(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
