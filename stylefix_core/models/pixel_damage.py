@@ -9,9 +9,9 @@ from torch import nn
 from stylefix_core.colour import to_opponent
 from stylefix_core.config import MODEL_MIN_SIDE
 
-# The high-pass is some ten times weaker than the colours; this brings the two
-# inputs to a similar range, which the first batch norm alone does not do
-# before the first convolution has learnt anything.
+# The high-pass of a photograph is far weaker than its colours; the gain brings
+# the two inputs nearer one range before the first convolution has learnt to
+# weigh them (the value the measured network was trained with).
 HIGH_PASS_GAIN = 8.0
 
 
