@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
             type=int,
             default=0,
             help="steps of the pixel damage classifier, fitted three times for the "
-            "calibration (0: its default, about 2 minutes a fit on 2 CPU cores)",
+            "calibration (0: its default, about 2 min 20 s a fit on 2 CPU cores)",
         )
     return parser
 
