@@ -22,7 +22,6 @@ from stylefix_core.scoring.scorer import (
     STATISTIC_DETECTORS,
     TWO_SIDED,
     Scorer,
-    normalise,
 )
 from stylefix_core.scoring.signature import SIGNATURE_DIM, signature
 from stylefix_core.training.checkpoint import Checkpoint
@@ -235,7 +234,11 @@ def calibrate(
     on the images it scores: two fits of the same network on as many images
     differ in their level (an autoencoder's error, a classifier's logit): read
     with the shipped networks' scales, one fold of the default bundle sat
-    0.75 higher at its 90th percentile than the held-out images.
+    0.75 higher at its 90th percentile than the held-out images. Each image's
+    combined score is read with scales measured without it
+    (``_left_out_combined``), as a new image's will be: a scale set by the
+    98th percentile of a hundred images is set by their top two, so the
+    images it was measured on sit lower in its tail than new images do.
     """
     stats = _stack_stats(reference_fit, device)
     provisional = Calibration(
@@ -266,7 +269,7 @@ def calibrate(
         d: _robust_scale(every[d] if d in UNFITTED else held[d], two_sided=d in TWO_SIDED)
         for d in names
     }
-    combined = torch.cat([_combined(raw, scales) for raw in (held, *rest)])
+    combined = _left_out_combined([held, *rest])
     threshold = tail_quantile(combined, 1.0 - target_fpr)
     measured = float((combined > threshold).float().mean())
     return Calibration(
@@ -318,7 +321,7 @@ TAIL_SHARE = 0.2
 # Names the way thresholds are set, for bundle versions: rename it whenever
 # ``tail_quantile`` or the images ``calibrate`` reads change, so that a bundle set
 # another way is another version.
-THRESHOLD_METHOD = f"crossfit2/tail{TAIL_SHARE}/{EMPIRICAL_TAIL_COUNT}"
+THRESHOLD_METHOD = f"crossfit2/leave1out/tail{TAIL_SHARE}/{EMPIRICAL_TAIL_COUNT}"
 
 
 def tail_quantile(scores: torch.Tensor, level: float) -> float:
@@ -355,22 +358,65 @@ def tail_quantile(scores: torch.Tensor, level: float) -> float:
     return max(empirical, fitted)
 
 
-def _combined(raw: dict[str, torch.Tensor], scales: dict[str, DetectorCalibration]) -> torch.Tensor:
-    """The combined score of images scored by one set of fitted detectors,
-    each learned detector scaled on these images themselves (see ``calibrate``)."""
-    own = {
-        d: scales[d] if d in UNFITTED else _robust_scale(values, two_sided=d in TWO_SIDED)
-        for d, values in raw.items()
-    }
-    return torch.stack(list(normalise(raw, own).values()), 1).amax(1)
+def _left_out_combined(groups: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """The combined score of every calibration image, each read with every
+    detector scaled without it: a learned detector on the other images its
+    fitted set scores (see ``calibrate``), a statistic in ``UNFITTED`` on
+    every other image."""
+    every = {d: torch.cat([group[d] for group in groups]) for d in groups[0]}
+    scores, offset = [], 0
+    for group in groups:
+        count = len(next(iter(group.values())))
+        z = []
+        for d, values in group.items():
+            pool, start = (every[d], offset) if d in UNFITTED else (values, 0)
+            center, scale = _left_out_scales(pool, start, count, two_sided=d in TWO_SIDED)
+            value = (values - center) / scale
+            z.append(value.abs() if d in TWO_SIDED else value)
+        scores.append(torch.stack(z, 1).amax(1))
+        offset += count
+    return torch.cat(scores)
+
+
+# Rows of the leave-one-out matrix built at once, to bound its memory on large
+# reference sets (rows times pool size floats).
+_LEFT_OUT_ROWS = 512
+
+
+def _left_out_scales(
+    pool: torch.Tensor, start: int, count: int, two_sided: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre and scale (``_robust_scale``) of ``pool`` without each of its
+    values ``start`` to ``start + count``, one pair per value left out. A pool
+    of one value has nothing to leave it out of and is scaled on itself."""
+    size = len(pool)
+    if size < 2:
+        return _centre_and_scale(pool[None], two_sided)
+    centres, scales = [], []
+    for first in range(start, start + count, _LEFT_OUT_ROWS):
+        left_out = torch.arange(first, min(first + _LEFT_OUT_ROWS, start + count))
+        others = torch.arange(size - 1)[None]
+        index = others + (others >= left_out[:, None]).long()
+        centre, scale = _centre_and_scale(pool[index], two_sided)
+        centres.append(centre)
+        scales.append(scale)
+    return torch.cat(centres), torch.cat(scales)
 
 
 def _robust_scale(values: torch.Tensor, two_sided: bool) -> DetectorCalibration:
-    center = values.median()
-    spread = (values - center).abs() if two_sided else values - center
-    mad = spread.abs().median() * 1.4826
-    tail = torch.quantile(spread, 0.98) / 2.054  # the 98th percentile of a unit normal
-    return DetectorCalibration(float(center), float(max(mad, tail, 1e-3)))
+    center, scale = _centre_and_scale(values[None], two_sided)
+    return DetectorCalibration(float(center), float(scale))
+
+
+def _centre_and_scale(rows: torch.Tensor, two_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The median of each row of ``rows`` (N, M), and a scale for which both
+    the MAD and the upper tail (98th percentile) look like a unit normal's."""
+    center = rows.median(dim=1).values
+    spread = rows - center[:, None]
+    spread = spread.abs() if two_sided else spread
+    mad = spread.abs().median(dim=1).values * 1.4826
+    tail = torch.quantile(spread, 0.98, dim=1) / 2.054  # the 98th percentile of a unit normal
+    return center, torch.maximum(mad, tail).clamp(min=1e-3)
 
 
 def _raw(
