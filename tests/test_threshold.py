@@ -129,3 +129,11 @@ def test_scores_read_with_scales_set_without_them_keep_new_images_near_the_targe
         < 0.2
         < float((in_sample > 0.02).float().mean())
     )
+
+
+def test_a_pool_too_large_to_leave_each_value_out_is_scaled_on_every_value(monkeypatch):
+    monkeypatch.setattr(detector, "LEFT_OUT_MAX_POOL", 30)
+    pool = torch.randn(40, generator=torch.Generator().manual_seed(5))
+    centres, scales = _left_out_scales(pool, 0, 40, two_sided=False)
+    whole = _robust_scale(pool, two_sided=False)
+    assert centres.tolist() == [whole.center] and scales.tolist() == [whole.scale]

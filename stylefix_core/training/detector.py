@@ -378,9 +378,13 @@ def _left_out_combined(groups: list[dict[str, torch.Tensor]]) -> torch.Tensor:
     return torch.cat(scores)
 
 
-# Rows of the leave-one-out matrix built at once, to bound its memory on large
-# reference sets (rows times pool size floats).
+# Rows of the leave-one-out matrix built at once, to bound its memory (rows
+# times pool size floats).
 _LEFT_OUT_ROWS = 512
+# Beyond this many images one image moves the 98th percentile it is scaled by
+# no further than its neighbours' spacing, and leaving each out would cost a
+# sort of the pool per image: larger pools are scaled on every image.
+LEFT_OUT_MAX_POOL = 4096
 
 
 def _left_out_scales(
@@ -388,9 +392,9 @@ def _left_out_scales(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre and scale (``_robust_scale``) of ``pool`` without each of its
     values ``start`` to ``start + count``, one pair per value left out. A pool
-    of one value has nothing to leave it out of and is scaled on itself."""
+    of one value, or of more than ``LEFT_OUT_MAX_POOL``, is scaled on itself."""
     size = len(pool)
-    if size < 2:
+    if size < 2 or size > LEFT_OUT_MAX_POOL:
         return _centre_and_scale(pool[None], two_sided)
     centres, scales = [], []
     for first in range(start, start + count, _LEFT_OUT_ROWS):
