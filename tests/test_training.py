@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from stylefix_core import colour, inject
+from stylefix_core.correction import changed_visibly
 from stylefix_core.synthetic import make_assets
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
-from stylefix_core.training.data import to_tensor
+from stylefix_core.training.data import to_tensor, visibly_damaged
 from stylefix_core.training.detector import DetectorTrainConfig, train_autoencoder
 from stylefix_core.training.style import StyleTrainConfig, train_style
 from stylefix_core.training.style_images import make_style_images
@@ -32,6 +33,36 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_autoencoder_is_deterministic_for_a_seed(images):
     cfg = DetectorTrainConfig(steps=6, batch_size=2, crop=32)
     _same(train_autoencoder(images, cfg, CPU), train_autoencoder(images, cfg, CPU))
+
+
+def test_damage_for_training_is_visible_where_a_single_draw_often_is_not(photo_patches):
+    """A damaged example that looks unchanged teaches a classifier to call
+    clean images damaged; one draw of a random kind leaves some photo
+    patches visibly unchanged, the drawn-again damage none."""
+    patches = photo_patches[:60]
+    once = torch.stack(
+        [
+            inject.random_injection(
+                p, torch.Generator().manual_seed(i), severity_range=(0.2, 1.0)
+            ).image
+            for i, p in enumerate(patches)
+        ]
+    )
+    again = torch.stack(
+        [
+            visibly_damaged(p, torch.Generator().manual_seed(i), (0.2, 1.0))
+            for i, p in enumerate(patches)
+        ]
+    )
+    clean = torch.stack(patches)
+    assert not bool(changed_visibly(clean, once).all())
+    assert bool(changed_visibly(clean, again).all())
+
+
+def test_damage_that_cannot_be_made_visible_is_still_returned():
+    flat = torch.full((3, 16, 16), 0.5)
+    damaged = visibly_damaged(flat, torch.Generator().manual_seed(0), (0.0, 0.0))
+    assert damaged.shape == flat.shape and bool(torch.isfinite(damaged).all())
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(images, tmp_path):

@@ -25,7 +25,7 @@ from stylefix_core.scoring.scorer import (
 )
 from stylefix_core.scoring.signature import SIGNATURE_DIM, signature
 from stylefix_core.training.checkpoint import Checkpoint
-from stylefix_core.training.data import CropSampler
+from stylefix_core.training.data import CropSampler, visibly_damaged
 from stylefix_core.training.pixel_damage import (
     PixelDamageTrainConfig,
     train_pixel_damage_classifier,
@@ -111,7 +111,7 @@ def train_damage_classifier(
     """Tell reference images from copies damaged by the training kinds, by signature.
 
     Each damaged copy gets one random training kind (never a held-out one) at
-    a random severity. ``also_clean`` are more good images, not fitted to
+    a random severity, drawn until the damage is visible (``visibly_damaged``). ``also_clean`` are more good images, not fitted to
     elsewhere: high-quality JPEG versions of the references, without which
     the classifier reads the faint rounding of every quality-95 JPEG in a
     catalog as damage (3 of the 9 clean JPEG assets of the sample catalog
@@ -123,7 +123,7 @@ def train_damage_classifier(
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed + 3)
     damaged = [
-        inject.random_injection(image, generator, severity_range=cfg.damage_severity).image
+        visibly_damaged(image, generator, cfg.damage_severity)
         for _ in range(cfg.damage_copies)
         for image in reference
     ]

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from stylefix_core import inject
 from stylefix_core.models import PixelDamageClassifier
-from stylefix_core.training.data import at_least
+from stylefix_core.training.data import at_least, visibly_damaged
 from stylefix_core.training.progress import Progress
 
 
@@ -40,7 +39,7 @@ def train_pixel_damage_classifier(
     """Tell crops of reference images from crops damaged by the training kinds.
 
     Each damaged crop gets one random training kind (never a held-out one) at
-    a random severity. ``also_clean`` are the references' high-quality JPEG
+    a random severity, drawn until the damage is visible (``visibly_damaged``). ``also_clean`` are the references' high-quality JPEG
     copies, as for the signature classifier: a fifth of the clean crops.
     Every crop is rounded to 8 bits, as every decoded image is:
     the references may be a generator's unrounded outputs, and the network
@@ -82,7 +81,7 @@ def _damaged_crops(
     crops = []
     for source in _damage_sources(len(images), cfg, generator):
         crop = _view(images[source], cfg.crop, generator)
-        injected = inject.random_injection(crop, generator, severity_range=cfg.severity).image
+        injected = visibly_damaged(crop, generator, cfg.severity)
         crops.append((injected.clamp(0, 1) * 255).round().to(torch.uint8))  # 8 bits, as decoded
     return crops
 
