@@ -12,7 +12,7 @@ from stylefix_core.correction import changed_visibly
 from stylefix_core.synthetic import make_assets
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
-from stylefix_core.training.data import to_tensor, visibly_damaged
+from stylefix_core.training.data import VISIBLE_TRIES, to_tensor, visibly_damaged
 from stylefix_core.training.detector import DetectorTrainConfig, train_autoencoder
 from stylefix_core.training.style import StyleTrainConfig, train_style
 from stylefix_core.training.style_images import make_style_images
@@ -59,10 +59,18 @@ def test_damage_for_training_is_visible_where_a_single_draw_often_is_not(photo_p
     assert bool(changed_visibly(clean, again).all())
 
 
-def test_damage_that_cannot_be_made_visible_is_still_returned():
+def test_damage_that_cannot_be_made_visible_is_the_last_draw(monkeypatch):
+    draws = []
+
+    def invisible(image, generator, severity_range):
+        draws.append(image + 1e-4 * len(draws))
+        return inject.Injection(draws[-1], "noise", 0.0)
+
+    monkeypatch.setattr(inject, "random_injection", invisible)
     flat = torch.full((3, 16, 16), 0.5)
     damaged = visibly_damaged(flat, torch.Generator().manual_seed(0), (0.0, 0.0))
-    assert damaged.shape == flat.shape and bool(torch.isfinite(damaged).all())
+    assert len(draws) == VISIBLE_TRIES
+    assert damaged is draws[-1]
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(images, tmp_path):

@@ -53,7 +53,7 @@ class CropSampler:
         return patch
 
 
-# Draws of an injection before the last one is taken, visible or not.
+# Draws of an injection in all; the last is taken, visible or not.
 VISIBLE_TRIES = 8
 
 
@@ -72,8 +72,10 @@ def visibly_damaged(
     gradient, texture loss where there is no texture, a mild blur); trained
     on them, new clean patches scored far above the held-out ones it was
     scaled on (90th percentile z 2.32 against 1.46) and 4.2 % of them were
-    flagged. A kind that fails on one image is redrawn, not retried, so the
-    kinds that rarely fail keep their share.
+    flagged. A kind that fails on one image is redrawn with the severity,
+    not retried: retrying it taught banding and texture loss from the few
+    patches that take them, and ranked anomalies worse (docs/training.md).
+    Kinds that rarely fail so get a little more than their share.
     """
     injected = image
     for _ in range(VISIBLE_TRIES):

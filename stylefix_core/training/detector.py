@@ -263,13 +263,16 @@ def calibrate(
         return _raw(scorer, images, device)
 
     held = raw_of(detectors, held_out)
+    scored = [images for _, images in cross_fitted if images]
     rest = [raw_of(fitted, images) for fitted, images in cross_fitted if images]
     every = {d: torch.cat([held[d], *(r[d] for r in rest)]) for d in names}
     scales = {
         d: _robust_scale(every[d] if d in UNFITTED else held[d], two_sided=d in TWO_SIDED)
         for d in names
     }
-    combined = _left_out_combined([held, *rest])
+    # an image scored in both modes is the same tensor twice
+    keys = [torch.tensor([id(image) for image, _ in images]) for images in (held_out, *scored)]
+    combined = _left_out_combined([held, *rest], keys)
     threshold = tail_quantile(combined, 1.0 - target_fpr)
     measured = float((combined > threshold).float().mean())
     return Calibration(
@@ -358,69 +361,79 @@ def tail_quantile(scores: torch.Tensor, level: float) -> float:
     return max(empirical, fitted)
 
 
-def _left_out_combined(groups: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+def _left_out_combined(
+    groups: list[dict[str, torch.Tensor]], keys: list[torch.Tensor]
+) -> torch.Tensor:
     """The combined score of every calibration image, each read with every
     detector scaled without it: a learned detector on the other images its
     fitted set scores (see ``calibrate``), a statistic in ``UNFITTED`` on
-    every other image."""
+    every other image. ``keys`` name the image of each score, group by
+    group: an image scored in both modes is left out with both its scores."""
     every = {d: torch.cat([group[d] for group in groups]) for d in groups[0]}
-    scores, offset = [], 0
-    for group in groups:
-        count = len(next(iter(group.values())))
+    every_key = torch.cat(keys)
+    scores = []
+    for group, key in zip(groups, keys, strict=True):
         z = []
         for d, values in group.items():
-            pool, start = (every[d], offset) if d in UNFITTED else (values, 0)
-            center, scale = _left_out_scales(pool, start, count, two_sided=d in TWO_SIDED)
+            pool, pool_key = (every[d], every_key) if d in UNFITTED else (values, key)
+            center, scale = _left_out_scales(pool, pool_key, key, two_sided=d in TWO_SIDED)
             value = (values - center) / scale
             z.append(value.abs() if d in TWO_SIDED else value)
         scores.append(torch.stack(z, 1).amax(1))
-        offset += count
     return torch.cat(scores)
 
 
 # Rows of the leave-one-out matrix built at once, to bound its memory (rows
 # times pool size floats).
 _LEFT_OUT_ROWS = 512
+# Under this many images left, leaving one out moves the median and the MAD,
+# not only the tail, by as much as the spread itself (with two images, one
+# left out leaves a scale of zero): such pools are scaled on every image.
+LEFT_OUT_MIN_POOL = 20
 # Beyond this many images one image moves the 98th percentile it is scaled by
 # no further than its neighbours' spacing, and leaving each out would cost a
-# sort of the pool per image: larger pools are scaled on every image.
+# sort of the pool per image: larger pools are scaled on every image too.
 LEFT_OUT_MAX_POOL = 4096
+# The least scale a detector is given, so that a constant one divides by something.
+SCALE_FLOOR = 1e-3
 
 
 def _left_out_scales(
-    pool: torch.Tensor, start: int, count: int, two_sided: bool
+    pool: torch.Tensor, pool_key: torch.Tensor, left_out: torch.Tensor, two_sided: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre and scale (``_robust_scale``) of ``pool`` without each of its
-    values ``start`` to ``start + count``, one pair per value left out. A pool
-    of one value, or of more than ``LEFT_OUT_MAX_POOL``, is scaled on itself."""
-    size = len(pool)
-    if size < 2 or size > LEFT_OUT_MAX_POOL:
-        return _centre_and_scale(pool[None], two_sided)
+    """Centre and scale (``_robust_scale``) of ``pool`` without the values
+    whose key is each of ``left_out``, one pair per key. A pool with fewer
+    than ``LEFT_OUT_MIN_POOL`` values left, or more than ``LEFT_OUT_MAX_POOL``,
+    is scaled on every value."""
+    most_of_one = int(torch.unique(pool_key, return_counts=True)[1].max())
+    if len(pool) - most_of_one < LEFT_OUT_MIN_POOL or len(pool) > LEFT_OUT_MAX_POOL:
+        center, scale = _centre_and_scale(pool[None], two_sided)
+        return center, scale.clamp(min=SCALE_FLOOR)
     centres, scales = [], []
-    for first in range(start, start + count, _LEFT_OUT_ROWS):
-        left_out = torch.arange(first, min(first + _LEFT_OUT_ROWS, start + count))
-        others = torch.arange(size - 1)[None]
-        index = others + (others >= left_out[:, None]).long()
-        centre, scale = _centre_and_scale(pool[index], two_sided)
+    for first in range(0, len(left_out), _LEFT_OUT_ROWS):
+        block = left_out[first : first + _LEFT_OUT_ROWS, None]
+        rows = pool.expand(len(block), -1).masked_fill(pool_key[None] == block, float("nan"))
+        centre, scale = _centre_and_scale(rows, two_sided)
         centres.append(centre)
-        scales.append(scale)
+        scales.append(scale.clamp(min=SCALE_FLOOR))
     return torch.cat(centres), torch.cat(scales)
 
 
 def _robust_scale(values: torch.Tensor, two_sided: bool) -> DetectorCalibration:
     center, scale = _centre_and_scale(values[None], two_sided)
-    return DetectorCalibration(float(center), float(scale))
+    return DetectorCalibration(float(center), max(float(scale), SCALE_FLOOR))
 
 
 def _centre_and_scale(rows: torch.Tensor, two_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The median of each row of ``rows`` (N, M), and a scale for which both
-    the MAD and the upper tail (98th percentile) look like a unit normal's."""
-    center = rows.median(dim=1).values
+    the MAD and the upper tail (98th percentile) look like a unit normal's.
+    NaNs in a row are values left out of it."""
+    center = rows.nanmedian(dim=1).values
     spread = rows - center[:, None]
     spread = spread.abs() if two_sided else spread
-    mad = spread.abs().median(dim=1).values * 1.4826
-    tail = torch.quantile(spread, 0.98, dim=1) / 2.054  # the 98th percentile of a unit normal
-    return center, torch.maximum(mad, tail).clamp(min=1e-3)
+    mad = spread.abs().nanmedian(dim=1).values * 1.4826
+    tail = torch.nanquantile(spread, 0.98, dim=1) / 2.054  # the 98th percentile of a unit normal
+    return center, torch.maximum(mad, tail)
 
 
 def _raw(
