@@ -111,9 +111,10 @@ def train_damage_classifier(
     """Tell reference images from copies damaged by the training kinds, by signature.
 
     Each damaged copy gets one random training kind (never a held-out one) at
-    a random severity, drawn until the damage is visible (``visibly_damaged``). ``also_clean`` are more good images, not fitted to
-    elsewhere: high-quality JPEG versions of the references, without which
-    the classifier reads the faint rounding of every quality-95 JPEG in a
+    a random severity, drawn until the damage is visible (``visibly_damaged``).
+    ``also_clean`` are more good images, not fitted to elsewhere:
+    high-quality JPEG versions of the references, without which the
+    classifier reads the faint rounding of every quality-95 JPEG in a
     catalog as damage (3 of the 9 clean JPEG assets of the sample catalog
     were flagged so). The two classes are weighted equally. Full-batch Adam
     on a few thousand 38-dimensional vectors takes seconds, so there is no
