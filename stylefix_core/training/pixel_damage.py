@@ -45,8 +45,8 @@ def train_pixel_damage_classifier(
     to 8 bits, as every decoded image is: the references may be a generator's
     unrounded outputs, and the network would otherwise learn that rounding
     is damage. Each crop is seen in a random one of its eight rotations and
-    mirror images. One-cycle Adam: at a
-    constant rate the same network stalled for hundreds of steps. The steps
+    mirror images. One-cycle Adam: at a constant rate the same network
+    stalled for hundreds of steps. The steps
     are fixed, whatever the number of references (about 2 min 20 s on two
     CPU cores), so there is no checkpoint to resume from. The logit is
     calibrated afterwards like every other detector.
