@@ -325,7 +325,7 @@ TAIL_SHARE = 0.2
 # Names the way thresholds are set, for bundle versions: rename it whenever
 # ``tail_quantile`` or the images ``calibrate`` reads change, so that a bundle set
 # another way is another version.
-THRESHOLD_METHOD = f"crossfit2/leave1out/tail{TAIL_SHARE}/{EMPIRICAL_TAIL_COUNT}"
+THRESHOLD_METHOD = f"crossfit2/leave-image-out/tail{TAIL_SHARE}/{EMPIRICAL_TAIL_COUNT}"
 
 
 def tail_quantile(scores: torch.Tensor, level: float) -> float:
