@@ -200,3 +200,17 @@ def test_a_bundle_from_before_a_damage_classifier_loads_and_must_be_retrained_to
     assert getattr(older, role) is None and role not in older.networks()
     with pytest.raises(BundleError, match="retrain its detector"):
         save_bundle(str(tmp_path / "again"), older.manifest, older.networks())
+
+
+def test_the_default_bundle_is_named_by_the_recipe_that_trains_it(default_bundle):
+    """Its version is the one ``make train-default`` gives with the code as it
+    stands: a changed setting, calibration or recipe revision
+    (``RECIPE_REVISION``) without a retrained bundle fails here, not silently
+    in a catalog owner's reports."""
+    from stylefix_core.training.bundle_training import training_fingerprint, version_name
+    from stylefix_core.training.default import default_config, default_images
+
+    fingerprint = training_fingerprint(*default_images(), default_config())
+    manifest = default_bundle.manifest
+    assert manifest.training_data_fingerprint == fingerprint
+    assert manifest.version == version_name(manifest.style, fingerprint)

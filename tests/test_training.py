@@ -169,3 +169,38 @@ def test_train_detector_refuses_the_checkpoint_dir_of_other_reference_images(
         assert main(argv) == (0 if name == "first" else 2)
     assert "saved by another training run" in capsys.readouterr().err
     assert not (tmp_path / "second").exists()
+
+
+def test_another_training_recipe_is_another_version_and_refuses_old_checkpoints(
+    images, tmp_path, monkeypatch, capsys
+):
+    """Same data and settings trained by changed training code give other
+    networks: the bundle must not keep the version of the old ones, nor
+    resume their checkpoints."""
+    from stylefix_core.bundle import load_bundle
+    from stylefix_core.training import bundle_training
+    from stylefix_core.training.cli import main
+
+    reference = _reference_folder(images, tmp_path / "good")
+    argv = ["detector", "--reference", reference, "--steps", "4", "--pixel-steps", "4"]
+    argv += ["--device", "cpu", "--checkpoint-dir", str(tmp_path / "state")]
+    assert main([*argv, "--out", str(tmp_path / "old")]) == 0
+    monkeypatch.setattr(bundle_training, "RECIPE_REVISION", bundle_training.RECIPE_REVISION + 1)
+    assert main([*argv, "--out", str(tmp_path / "refused")]) == 2
+    assert "saved by another training run" in capsys.readouterr().err
+    assert main([*argv[:-2], "--out", str(tmp_path / "new")]) == 0
+    old, new = load_bundle(str(tmp_path / "old")), load_bundle(str(tmp_path / "new"))
+    assert old.manifest.version != new.manifest.version
+
+
+def test_the_autoencoder_resumes_whatever_the_classifiers_settings(images, tmp_path, caplog):
+    """Its checkpoint names what its own training reads, not the classifiers' settings."""
+    from stylefix_core.training.cli import main
+
+    reference = _reference_folder(images, tmp_path / "good")
+    argv = ["detector", "--reference", reference, "--steps", "4", "--device", "cpu"]
+    argv += ["--checkpoint-dir", str(tmp_path / "state")]
+    assert main([*argv, "--pixel-steps", "4", "--out", str(tmp_path / "first")]) == 0
+    with caplog.at_level("INFO", logger="stylefix_core.training.checkpoint"):
+        assert main([*argv, "--pixel-steps", "6", "--out", str(tmp_path / "again")]) == 0
+    assert "resumed from" in caplog.text

@@ -18,6 +18,7 @@ from stylefix_core.bundle import (
     save_bundle,
 )
 from stylefix_core.io import storage
+from stylefix_core.training import RECIPE_REVISION
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.corrector import CorrectorTrainConfig, train_corrector
 from stylefix_core.training.data import fingerprint
@@ -33,10 +34,15 @@ from stylefix_core.training.style import StyleTrainConfig, train_style
 
 log = logging.getLogger(__name__)
 
-# Part of every bundle version: the same data and settings calibrated for a
-# different set of detectors, other definitions of them or another way of
-# setting the threshold is a different bundle.
-CALIBRATED = repr(DETECTOR_NAMES) + f"r{STATISTICS_REVISION}" + THRESHOLD_METHOD
+
+def _recipe() -> str:
+    """Part of every bundle version: the same data and settings calibrated for
+    a different set of detectors, other definitions of them, another way of
+    setting the threshold or trained by another recipe is a different bundle."""
+    calibrated = repr(DETECTOR_NAMES) + f"r{STATISTICS_REVISION}" + THRESHOLD_METHOD
+    return calibrated + f"/recipe{RECIPE_REVISION}"
+
+
 # Share of the reference images a detector is calibrated on rather than fitted to.
 DETECTOR_HELD_OUT = 0.33
 
@@ -63,7 +69,7 @@ def _checkpoint(folder: str, stage: str, data: list[torch.Tensor], settings: obj
     """The stage's checkpoint in ``folder``, for exactly this data and these settings."""
     if not folder:
         return Checkpoint()
-    identity = fingerprint(data, extra=f"{stage}:{settings!r}")
+    identity = fingerprint(data, extra=f"{stage}:{settings!r}:recipe{RECIPE_REVISION}")
     return Checkpoint(storage.join(folder, f"{stage}.pt"), identity=identity)
 
 
@@ -110,7 +116,12 @@ def train_bundle(
         device,
         # named by what the styled references come from: on a GPU the
         # generator's low bits may differ between a run and its resumption
-        _checkpoint(checkpoint_dir, "autoencoder", fit_content + style, (cfg.style, cfg.detector)),
+        _checkpoint(
+            checkpoint_dir,
+            "autoencoder",
+            fit_content + style,
+            (cfg.style, cfg.detector.autoencoder_settings()),
+        ),
     )
     corrector = train_corrector(
         reference,
@@ -136,7 +147,7 @@ def train_bundle(
             for fitted, idx in folds
         ],
     )
-    data_fingerprint = fingerprint(content + style, extra=repr(asdict(cfg)) + CALIBRATED)
+    data_fingerprint = training_fingerprint(content, style, cfg)
     networks = {
         "generator": styled.generator,
         "discriminator": styled.discriminator,
@@ -149,7 +160,7 @@ def train_bundle(
     manifest = Manifest(
         name=cfg.name,
         style=cfg.style_name,
-        version=f"{cfg.style_name}-{data_fingerprint[7:19]}",
+        version=version_name(cfg.style_name, data_fingerprint),
         training_data_fingerprint=data_fingerprint,
         models={role: _entry_for(role, net) for role, net in networks.items()},
         calibration=calibration,
@@ -166,6 +177,18 @@ def train_bundle(
     return save_bundle(out_url, manifest, networks)
 
 
+def training_fingerprint(
+    content: list[torch.Tensor], style: list[torch.Tensor], cfg: BundleTrainConfig
+) -> str:
+    """What a new bundle's version names: the exact training images, every
+    setting, and how it is trained and calibrated (``_recipe``)."""
+    return fingerprint(content + style, extra=repr(asdict(cfg)) + _recipe())
+
+
+def version_name(style: str, data_fingerprint: str) -> str:
+    return f"{style}-{data_fingerprint[7:19]}"
+
+
 def split_reference(images: list[torch.Tensor], seed: int = 0) -> tuple[list, list]:
     """The reference images a detector is fitted to, and those it is calibrated on."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -178,12 +201,12 @@ def _save_updated(
 ) -> Manifest:
     old = bundle.manifest
     data_fingerprint = fingerprint(
-        data, extra=old.training_data_fingerprint + repr(note) + CALIBRATED
+        data, extra=old.training_data_fingerprint + repr(note) + _recipe()
     )
     manifest = Manifest(
         **{
             **old.__dict__,
-            "version": f"{old.style}-{data_fingerprint[7:19]}",
+            "version": version_name(old.style, data_fingerprint),
             "training_data_fingerprint": data_fingerprint,
             "calibration": calibration,
             "models": {
@@ -217,7 +240,11 @@ def retrain_detector(
     fit, held = split_reference(reference, cfg.seed)
     fit_clean, held_clean = reencoded(fit, cfg), reencoded(held, cfg)
     detectors = train_detectors(
-        fit, fit_clean, cfg, device, _checkpoint(checkpoint_dir, "autoencoder", fit, cfg)
+        fit,
+        fit_clean,
+        cfg,
+        device,
+        _checkpoint(checkpoint_dir, "autoencoder", fit, cfg.autoencoder_settings()),
     )
     folds = cross_fit(fit, fit_clean, held, held_clean, cfg, device)
     calibration = calibrate(

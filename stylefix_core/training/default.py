@@ -30,6 +30,12 @@ def default_config(scale: float = 1.0) -> BundleTrainConfig:
     )
 
 
+def default_images(n_content: int = 240) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The generated content images and the riso style images it is trained on."""
+    content = [to_tensor(a) for a in make_assets(seed=1234, n=n_content, sizes=CONTENT_SIZES)]
+    return content, [to_tensor(s) for s in make_style_images("riso")]
+
+
 def train_default(
     out_url: str,
     scale: float = 1.0,
@@ -37,8 +43,7 @@ def train_default(
     device: str = "cpu",
     checkpoint_dir: str = "",
 ) -> Manifest:
-    content = [to_tensor(a) for a in make_assets(seed=1234, n=n_content, sizes=CONTENT_SIZES)]
-    style = [to_tensor(s) for s in make_style_images("riso")]
+    content, style = default_images(n_content)
     return train_bundle(
         content, style, out_url, default_config(scale), torch.device(device), checkpoint_dir
     )

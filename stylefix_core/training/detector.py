@@ -55,6 +55,20 @@ class DetectorTrainConfig:
     damage_clean_jpeg: tuple[float, float] = (0.0, 0.055)
     pixel: PixelDamageTrainConfig = field(default_factory=PixelDamageTrainConfig)
 
+    def autoencoder_settings(self) -> tuple:
+        """What the autoencoder's training reads, and so its checkpoint's
+        identity: a change to the classifiers' settings must not make a run
+        train the autoencoder again."""
+        return (
+            self.steps,
+            self.batch_size,
+            self.crop,
+            self.lr,
+            self.seed,
+            self.base_channels,
+            self.latent_channels,
+        )
+
     def scaled(self, scale: float) -> DetectorTrainConfig:
         """The step counts of the networks trained on crops times ``scale`` (at
         least 2): for quick checks of a whole training."""
