@@ -44,13 +44,19 @@ class CropSampler:
         return torch.stack([self._crop(self.images[i]) for i in picks])
 
     def _crop(self, image: torch.Tensor) -> torch.Tensor:
-        _, height, width = image.shape
-        top = int(torch.randint(height - self.crop + 1, (1,), generator=self.generator))
-        left = int(torch.randint(width - self.crop + 1, (1,), generator=self.generator))
-        patch = image[:, top : top + self.crop, left : left + self.crop]
+        patch = random_window(image, self.crop, self.generator)
         if torch.rand(1, generator=self.generator) < 0.5:
             patch = patch.flip(-1)
         return patch
+
+
+def random_window(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A ``size`` square of ``image`` (C, H, W, each side at least ``size``)
+    at a random place: its top, then its left, drawn from ``generator``."""
+    _, height, width = image.shape
+    top = int(torch.randint(height - size + 1, (1,), generator=generator))
+    left = int(torch.randint(width - size + 1, (1,), generator=generator))
+    return image[:, top : top + size, left : left + size]
 
 
 # Draws of an injection in all; the last is taken, visible or not.

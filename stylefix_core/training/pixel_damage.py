@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from stylefix_core.models import PixelDamageClassifier
-from stylefix_core.training.data import at_least, visibly_damaged
+from stylefix_core.training.data import at_least, random_window, visibly_damaged
 from stylefix_core.training.progress import Progress
 
 
@@ -102,10 +102,7 @@ def _damage_sources(
 
 def _view(image: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """A random ``size`` crop, rounded to 8 bits, in a random one of its eight dihedral views."""
-    _, height, width = image.shape
-    top = int(torch.randint(height - size + 1, (1,), generator=generator))
-    left = int(torch.randint(width - size + 1, (1,), generator=generator))
-    crop = (image[:, top : top + size, left : left + size].clamp(0, 1) * 255).round() / 255
+    crop = (random_window(image, size, generator).clamp(0, 1) * 255).round() / 255
     turn = int(torch.randint(8, (1,), generator=generator))
     crop = torch.rot90(crop, turn % 4, dims=(-2, -1))
     return crop.flip(-1) if turn >= 4 else crop
