@@ -21,8 +21,10 @@ from stylefix_core.correction import (
     answered_faults_gone,
     brings_out,
     changed_visibly,
+    choose_corrections,
     eligibility,
     moved_further,
+    nothing_else_worse,
     preference,
     witness_dropped,
     worth_keeping,
@@ -52,11 +54,11 @@ def photo_patches() -> list[np.ndarray]:
     return [pixels for _, pixels in patches[8:16]]
 
 
-def _gain(fix, kind: str, patches: list[np.ndarray]) -> float:
-    """Mean PSNR gain in dB of ``fix`` on patches damaged by ``kind`` at severity 0.7."""
+def _gain(fix, kind: str, patches: list[np.ndarray], severity: float = 0.7) -> float:
+    """Mean PSNR gain in dB of ``fix`` on patches damaged by ``kind``."""
     gains = []
     for i, clean in enumerate(patches):
-        damaged = inject.inject(to_tensor(clean)[None], kind, 0.7, seed=i)
+        damaged = inject.inject(to_tensor(clean)[None], kind, severity, seed=i)
         fixed = fix(damaged)
         before, after = to_pixels(damaged)[0], to_pixels(fixed)[0]
         gains.append(psnr(after, clean) - psnr(before, clean))
@@ -314,6 +316,67 @@ def test_only_a_classical_fix_counts_as_having_removed_its_faults():
     assert answered_faults_gone("colour", after, 0)
     assert not answered_faults_gone("colour+residual", after, 0)  # the residual must clear
     assert not answered_faults_gone("denoise", after, 0)  # none of its detectors is scored
+
+
+def test_a_fix_made_nothing_else_worse_when_no_reading_rose_over_the_threshold_or_above_itself():
+    def scores(noise: float, pixel_damage: float, blur: float) -> ScoreBatch:
+        z = {
+            "noise": torch.tensor([noise]),
+            "pixel_damage": torch.tensor([pixel_damage]),
+            "blur": torch.tensor([blur]),
+        }
+        return ScoreBatch(
+            raw=z, z=z, score=torch.tensor([max(noise, pixel_damage, blur)]), threshold=3.3
+        )
+
+    before = scores(4.5, 4.4, 0.5)
+    assert nothing_else_worse(before, 0, scores(1.0, 4.0, 2.9), 0)  # lowered, and blur under 3.3
+    assert not nothing_else_worse(before, 0, scores(1.0, 4.6, 0.5), 0)  # a flagged reading rose
+    assert not nothing_else_worse(before, 0, scores(1.0, 4.0, 3.5), 0)  # a new fault
+
+
+def test_a_last_resort_fix_never_displaces_another_fix():
+    """It ranks after every fix ``worth_keeping`` keeps, cleared or not, however gentle."""
+    assert preference(4.0, 3.3, 1e-3) < preference(4.0, 3.3, 1e-6, last_resort=True)
+    assert preference(2.0, 3.3, 1e-6, last_resort=True) < preference(4.0, 3.3, 1e-6)
+
+
+class _TableScorer:
+    """Gives ``noisy`` the readings a real scorer gives a noisy patch, and any
+    other image (the denoised patch) those of ``denoised``."""
+
+    def __init__(self, noisy: torch.Tensor, readings: dict[str, float], denoised: dict[str, float]):
+        self.noisy, self.readings, self.denoised = noisy, readings, denoised
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> ScoreBatch:
+        rows = [self.readings if torch.equal(i, self.noisy[0]) else self.denoised for i in x]
+        z = {d: torch.tensor([row[d] for row in rows]) for d in self.readings}
+        score = torch.stack(list(z.values()), 1).amax(1)
+        return ScoreBatch(raw=z, z=z, score=score, threshold=2.5)
+
+
+@pytest.mark.parametrize("pixel_damage_after, kept", [(4.0, True), (4.6, False)])
+def test_a_fix_that_removed_its_fault_is_kept_as_a_last_resort_only_if_nothing_else_rose(
+    pixel_damage_after, kept
+):
+    """Denoising clears the noise (4.5 -> 1.0) but the pixel classifier, which
+    reads smoothing as damage too, only falls from 4.4 to 4.0: under the whole
+    unit ``worth_keeping`` asks, and far over the threshold. Kept, unless the
+    classifier rose."""
+    generator = torch.Generator().manual_seed(0)
+    noisy = (0.5 + 0.2 * torch.randn(1, 3, 32, 32, generator=generator)).clamp(0, 1)
+    scorer = _TableScorer(
+        noisy,
+        {"noise": 4.5, "pixel_damage": 4.4},
+        {"noise": 1.0, "pixel_damage": pixel_damage_after},
+    )
+    before = scorer(noisy, torch.zeros(1, 6))
+    images, names, after = choose_corrections(
+        noisy, torch.zeros(1, 6), before, scorer, torch.nn.Identity(), candidates=("denoise",)
+    )
+    assert names == (["denoise"] if kept else [""])
+    assert float(after[0]) == (pixel_damage_after if kept else 4.5)
+    assert torch.equal(images, noisy) is not kept
 
 
 def test_a_fix_with_a_witness_must_move_it():
