@@ -15,6 +15,7 @@ from enum import Enum
 import torch
 
 from stylefix_core.fixes import (
+    STRONG_DENOISE_SIGMA,
     colour_transfer,
     deblur,
     denoise,
@@ -51,6 +52,7 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     "colour": ("colour",),
     "colour+residual": ("colour",),
     "denoise": ("noise", "colour_noise"),
+    "denoise_strong": ("noise", "colour_noise"),
     "checkerboard": ("checkerboard", "colour_noise"),
     "deblur": ("blur",),
     "dequantise": ("quantisation",),
@@ -149,6 +151,7 @@ CANDIDATES: dict[str, Candidate] = {
         colour_transfer(x.float(), aims.mean(dim=1))
     ).float(),
     "denoise": lambda x, corrector, aims: denoise(x.float()),
+    "denoise_strong": lambda x, corrector, aims: denoise(x.float(), STRONG_DENOISE_SIGMA),
     "checkerboard": lambda x, corrector, aims: remove_checkerboard(x.float()),
     "deblur": lambda x, corrector, aims: deblur(x.float()),
     "dequantise": lambda x, corrector, aims: dequantise(x.float()),

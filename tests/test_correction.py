@@ -35,6 +35,7 @@ from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.fixes import (
     DEBLUR_SIGMA,
     RESATURATE_MAX_GAIN,
+    STRONG_DENOISE_SIGMA,
     deblur,
     denoise,
     dequantise,
@@ -67,6 +68,18 @@ def _gain(fix, kind: str, patches: list[np.ndarray], severity: float = 0.7) -> f
 
 def test_denoise_restores_noisy_photographs(photo_patches):
     assert _gain(denoise, "noise", photo_patches) > 5.0
+
+
+def test_the_strong_denoiser_is_for_heavy_noise_and_the_light_one_for_mild(photo_patches):
+    """Why the job tries both and keeps the gentler where both fix the image."""
+
+    def strong_minus_light(severity: float) -> float:
+        strong = _gain(lambda x: denoise(x, STRONG_DENOISE_SIGMA), "noise", photo_patches, severity)
+        return strong - _gain(denoise, "noise", photo_patches, severity)
+
+    assert strong_minus_light(1.0) > 0.5
+    assert strong_minus_light(0.2) < -0.5
+    assert ANSWERS["denoise_strong"] == ANSWERS["denoise"]
 
 
 def test_deblur_restores_blurred_photographs(photo_patches):
