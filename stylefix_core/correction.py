@@ -222,15 +222,20 @@ def choose_corrections(
                 name, before, i, rescored, j
             )
             kept = worth_keeping(score, start, before.threshold, terms[i], fixed, shown)
-            settled = (
+            last_resort = (
                 not kept
                 and fixed
                 and shown
                 and score < start - MIN_IMPROVEMENT
                 and nothing_else_worse(before, i, rescored, j)
             )
-            key = preference(score, before.threshold, change[j], settled)
-            if visible[j] and not harmed and (kept or settled) and (i not in rank or key < rank[i]):
+            key = preference(score, before.threshold, change[j], last_resort)
+            if (
+                visible[j]
+                and not harmed
+                and (kept or last_resort)
+                and (i not in rank or key < rank[i])
+            ):
                 rank[i] = key
                 best[i], after[i], names[i] = candidate[j], rescored.score[j], name
     return best, names, after

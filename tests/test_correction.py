@@ -349,9 +349,10 @@ def test_a_fix_made_nothing_else_worse_when_no_reading_rose_over_the_threshold_o
 
 
 def test_a_last_resort_fix_never_displaces_another_fix():
-    """It ranks after every fix ``worth_keeping`` keeps, cleared or not, however gentle."""
+    """It ranks after every fix ``worth_keeping`` keeps, however gentle; of
+    two last resorts the gentler wins."""
     assert preference(4.0, 3.3, 1e-3) < preference(4.0, 3.3, 1e-6, last_resort=True)
-    assert preference(2.0, 3.3, 1e-6, last_resort=True) < preference(4.0, 3.3, 1e-6)
+    assert preference(4.0, 3.3, 1e-6, True) < preference(4.0, 3.3, 1e-3, True)
 
 
 class _TableScorer:
