@@ -322,9 +322,10 @@ def nothing_else_worse(before: ScoreBatch, index: int, after: ScoreBatch, after_
     The last resort for a fix that removed the faults it answers but leaves
     the image flagged by a reading it lowered without clearing. Denoising
     a noisy patch clears the noise statistics, yet the pixel classifier
-    reads the smoothed result as damaged too, if less so: on one split of
-    the quality benchmark (seed 4) 63 of 80 noisy patches kept no fix,
-    their score falling by under the whole unit ``worth_keeping`` asks.
+    may read the smoothed result as damaged too, if less so, and the score
+    falls by under the whole unit ``worth_keeping`` asks: on the quality
+    benchmark this keeps fixes on noisy, blurred and posterised patches
+    that had none (docs/quality.md).
     """
     for d, z in after.z.items():
         if d not in before.z:
