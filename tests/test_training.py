@@ -50,7 +50,7 @@ def test_damage_for_training_is_visible_where_a_single_draw_often_is_not(photo_p
     )
     again = torch.stack(
         [
-            visibly_damaged(p, torch.Generator().manual_seed(i), (0.2, 1.0))
+            visibly_damaged(p, torch.Generator().manual_seed(i), (0.2, 1.0)).image
             for i, p in enumerate(patches)
         ]
     )
@@ -70,7 +70,7 @@ def test_damage_that_cannot_be_made_visible_is_the_last_draw(monkeypatch):
     flat = torch.full((3, 16, 16), 0.5)
     damaged = visibly_damaged(flat, torch.Generator().manual_seed(0), (0.0, 0.0))
     assert len(draws) == VISIBLE_TRIES
-    assert damaged is draws[-1]
+    assert damaged.image is draws[-1]
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(images, tmp_path):

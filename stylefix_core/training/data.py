@@ -65,7 +65,7 @@ VISIBLE_TRIES = 8
 
 def visibly_damaged(
     image: torch.Tensor, generator: torch.Generator, severity_range: tuple[float, float]
-) -> torch.Tensor:
+) -> inject.Injection:
     """``image`` (3, H, W) damaged by a random training kind at a random
     severity, drawn again, kind and severity, until the damage is visible
     (``changed_visibly``, the bar the quality benchmark holds its test
@@ -83,10 +83,10 @@ def visibly_damaged(
     patches that take them, and ranked anomalies worse (docs/training.md).
     Kinds that rarely fail so get a little more than their share.
     """
-    injected = image
+    injected = inject.Injection(image, "", 0.0)
     for _ in range(VISIBLE_TRIES):
-        injected = inject.random_injection(image, generator, severity_range=severity_range).image
-        if bool(changed_visibly(image[None], injected[None])[0]):
+        injected = inject.random_injection(image, generator, severity_range=severity_range)
+        if bool(changed_visibly(image[None], injected.image[None])[0]):
             break
     return injected
 

@@ -138,7 +138,7 @@ def train_damage_classifier(
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed + 3)
     damaged = [
-        visibly_damaged(image, generator, cfg.damage_severity)
+        visibly_damaged(image, generator, cfg.damage_severity).image
         for _ in range(cfg.damage_copies)
         for image in reference
     ]
