@@ -31,6 +31,32 @@ def test_one_finite_logit_per_image_of_any_size(shape):
     assert bool(torch.isfinite(logits).all())
 
 
+def test_a_naming_head_gives_the_damage_logit_and_the_odds_of_each_kind():
+    """The damage logit is how much likelier any kind is than clean; the
+    kinds' probabilities, given damage, sum to one."""
+    model = PixelDamageClassifier(kinds=("blur", "noise", "banding")).eval()
+    x = torch.rand((4, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        logits = model.logits(x)
+        damage, kinds = model.read(x)
+        torch.testing.assert_close(model(x), damage)
+    assert logits.shape == (4, 4) and kinds.shape == (4, 3)
+    expected = torch.log(logits[:, 1:].exp().sum(1)) - logits[:, 0]
+    torch.testing.assert_close(damage, expected)
+    torch.testing.assert_close(kinds.sum(1), torch.ones(4))
+    assert model.hyper_parameters["kinds"] == ["blur", "noise", "banding"]
+
+
+def test_a_head_without_kinds_gives_the_damage_logit_alone():
+    """Bundles made before the classifier named kinds load as they were."""
+    model = PixelDamageClassifier().eval()
+    x = torch.rand((2, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        damage, kinds = model.read(x)
+        torch.testing.assert_close(damage, model.logits(x)[:, 0])
+    assert kinds.shape == (2, 0)
+
+
 def test_an_image_scores_the_same_alone_as_in_a_batch(photo_patches):
     """Batch norm in eval mode: no image's logit depends on its neighbours."""
     model = train_pixel_damage_classifier(photo_patches[:8], [], replace(QUICK, steps=5), CPU)
@@ -54,6 +80,12 @@ def test_it_learns_to_tell_damaged_photographs_from_unseen_clean_ones(photo_patc
         }
     assert found["noise"] > 0.95 and found["checkerboard"] > 0.95, found
     assert found["posterize"] > 0.75 and found["blur"] > 0.75, found
+    assert model.kinds == inject.CORRECTOR_TRAINING_KINDS
+    with torch.inference_mode():
+        for kind in ("noise", "checkerboard"):  # the plainest kinds, named after a short run
+            _, odds = model.read(inject.inject(test, kind, 0.7, seed=1))
+            named = [model.kinds[i] for i in odds.argmax(1).tolist()]
+            assert named.count(kind) > 0.7 * len(named), (kind, named)
 
 
 def test_it_is_deterministic_for_a_seed_and_differs_between_seeds(photo_patches):
@@ -79,8 +111,9 @@ def test_images_smaller_than_the_crop_and_jpeg_copies_train(photo_patches):
 def test_damaged_crops_are_capped_in_number_and_kept_as_bytes(photo_patches):
     """A large reference set must not hold copies times its size in memory."""
     cfg = replace(QUICK, copies=8, max_damaged=20)
-    crops = _damaged_crops(photo_patches[:10], cfg, torch.Generator().manual_seed(0))
-    assert len(crops) == 20
+    crops, kinds = _damaged_crops(photo_patches[:10], cfg, torch.Generator().manual_seed(0))
+    assert len(crops) == len(kinds) == 20
+    assert set(kinds) <= set(inject.CORRECTOR_TRAINING_KINDS)
     assert {c.dtype for c in crops} == {torch.uint8}
     assert {tuple(c.shape) for c in crops} == {(3, cfg.crop, cfg.crop)}
 

@@ -13,7 +13,7 @@ from stylefix_core import colour, inject
 from stylefix_core.bundle import load_bundle
 from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.scoring import features
-from stylefix_core.scoring.scorer import DETECTORS, REASONS, Scorer
+from stylefix_core.scoring.scorer import DETECTORS, REASONS, ScoreBatch, Scorer, named_reason
 from stylefix_core.synthetic import make_assets
 from stylefix_core.training.data import to_tensor
 
@@ -147,12 +147,38 @@ def test_scorer_ranks_an_obviously_broken_image_above_its_clean_twin(styled, kin
 
 
 def test_reasons_are_exactly_the_detectors_over_threshold(styled):
+    """And the kind the pixel classifier names, where it flags the image."""
     scorer, good = styled
     broken = inject.inject(good, "noise", severity=1.0, seed=2)
     with torch.inference_mode():
         batch = scorer(broken, scorer.colour_target(None, 6, broken.device))
+    assert batch.kinds == inject.CORRECTOR_TRAINING_KINDS  # the default bundle names kinds
     for i in range(6):
         expected = [REASONS[d] for d in DETECTORS if float(batch.z[d][i]) > batch.threshold]
-        assert batch.reasons(i) == expected
+        named = [named_reason(batch.named_kind(i))] if batch.named_kind(i) else []
+        assert batch.reasons(i) == expected + named
         assert bool(batch.reasons(i)) == bool(batch.score[i] > batch.threshold)
     assert "noise" in batch.reasons(0)
+
+
+@pytest.mark.parametrize(
+    "pixel_z, odds, named",
+    [
+        (5.0, [0.7, 0.2, 0.1], "blur"),  # flagged, one kind likelier than the rest
+        (5.0, [0.4, 0.35, 0.25], ""),  # flagged, no kind stands out
+        (2.0, [0.9, 0.05, 0.05], ""),  # not flagged by the pixel classifier
+    ],
+)
+def test_the_pixel_classifier_names_a_kind_only_where_it_flags_and_is_sure(pixel_z, odds, named):
+    z = {"pixel_damage": torch.tensor([pixel_z]), "noise": torch.tensor([4.0])}
+    batch = ScoreBatch(
+        raw=z,
+        z=z,
+        score=torch.tensor([max(pixel_z, 4.0)]),
+        threshold=3.0,
+        kinds=("blur", "noise", "banding"),
+        kind_probabilities=torch.tensor([odds]),
+    )
+    assert batch.named_kind(0) == named
+    expected = ["noise"] + (["pixels_look_damaged"] if pixel_z > 3.0 else [])
+    assert batch.reasons(0) == expected + ([named_reason(named)] if named else [])

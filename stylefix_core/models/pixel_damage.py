@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,11 +35,20 @@ class PixelDamageClassifier(nn.Module):
     not instance norm: an image's own contrast is evidence here, and in
     eval mode batch norm still scores every image independently of its
     batch.
+
+    With ``kinds`` it also names the damage: the head gives a logit for
+    "clean" and one per kind, and the damage logit is how much likelier any
+    kind is than clean. A single damage logit cannot say which fix a
+    damaged image needs; trained with the kind named, the same network
+    ranked damaged against clean alike (docs/quality.md). Without
+    ``kinds`` (bundles made before it named them) the head gives the damage
+    logit alone.
     """
 
-    def __init__(self, channels: int = 8, hidden: int = 32):
+    def __init__(self, channels: int = 8, hidden: int = 32, kinds: Sequence[str] = ()):
         super().__init__()
-        self.hyper_parameters = {"channels": channels, "hidden": hidden}
+        self.kinds = tuple(kinds)
+        self.hyper_parameters = {"channels": channels, "hidden": hidden, "kinds": list(self.kinds)}
         c = channels
         self.features = nn.Sequential(
             *_conv_bn_relu(6, c),
@@ -48,10 +59,28 @@ class PixelDamageClassifier(nn.Module):
             nn.AvgPool2d(2),
             *_conv_bn_relu(2 * c, 2 * c),
         )
-        self.head = nn.Sequential(nn.Linear(4 * c, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        outputs = 1 + len(self.kinds)
+        self.head = nn.Sequential(nn.Linear(4 * c, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB in [0, 1] -> (N,) logits; higher means damaged."""
+        return self.damage_logit(self.logits(x))
+
+    def read(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The damage logits (N,) and, per image, how likely each of ``kinds``
+        is if it is damaged (N, K), from one pass."""
+        logits = self.logits(x)
+        return self.damage_logit(logits), logits[:, 1:].softmax(dim=1)
+
+    def damage_logit(self, logits: torch.Tensor) -> torch.Tensor:
+        """The damage logit (N,) from the head's outputs (N, 1 + K)."""
+        if not self.kinds:
+            return logits[:, 0]
+        return torch.logsumexp(logits[:, 1:], dim=1) - logits[:, 0]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's outputs (N, 1 + K): the damage logit alone without
+        ``kinds``, else the logits of clean and of each kind."""
         if min(x.shape[-2:]) < MODEL_MIN_SIDE:
             side = (max(MODEL_MIN_SIDE, x.shape[-2]), max(MODEL_MIN_SIDE, x.shape[-1]))
             x = F.interpolate(x, size=side)
@@ -60,4 +89,4 @@ class PixelDamageClassifier(nn.Module):
         centred = opponent - opponent.mean(dim=(2, 3), keepdim=True)
         inputs = torch.cat([centred, HIGH_PASS_GAIN * (opponent - local_mean)], dim=1)
         maps = self.features(inputs).flatten(2)
-        return self.head(torch.cat([maps.mean(-1), maps.std(-1)], dim=1))[:, 0]
+        return self.head(torch.cat([maps.mean(-1), maps.std(-1)], dim=1))

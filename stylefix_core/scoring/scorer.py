@@ -68,21 +68,49 @@ NETWORK_DETECTORS = frozenset({"embedding", "reference_colour", "autoencoder", "
 TWO_SIDED = frozenset({"discriminator"})
 
 
+# How likely, if the image is damaged, the kind the pixel classifier names
+# must be for its flag to name it: at least as likely as all others together.
+NAMING_CONFIDENCE = 0.5
+
+
+def named_reason(kind: str) -> str:
+    """The reason a pixel classifier's flag gives when it names ``kind``."""
+    return f"pixels_look_like_{kind}"
+
+
 @dataclass(frozen=True)
 class ScoreBatch:
-    """Scores of a batch of N images; every tensor has shape (N,) on the CPU."""
+    """Scores of a batch of N images; every tensor has shape (N,) on the CPU,
+    but ``kind_probabilities``: (N, K) for the K ``kinds`` the pixel
+    classifier names, if it names any."""
 
     raw: dict[str, torch.Tensor]
     z: dict[str, torch.Tensor]
     score: torch.Tensor
     threshold: float
+    kinds: tuple[str, ...] = ()
+    kind_probabilities: torch.Tensor | None = None
 
     def reasons(self, index: int) -> list[str]:
-        return [
+        """The flagging detectors' reasons, then the kind of damage the pixel
+        classifier names, where it flags the image and names one."""
+        flagged = [
             REASONS[d]
             for d in DETECTORS
             if d in self.z and float(self.z[d][index]) > self.threshold
         ]
+        kind = self.named_kind(index)
+        return flagged + [named_reason(kind)] if kind else flagged
+
+    def named_kind(self, index: int) -> str:
+        """The kind of damage the pixel classifier sees in the image, if it
+        flags it and one kind is likelier than all others together; else ""."""
+        if self.kind_probabilities is None or "pixel_damage" not in self.z:
+            return ""
+        if float(self.z["pixel_damage"][index]) <= self.threshold:
+            return ""
+        probability, best = self.kind_probabilities[index].max(dim=0)
+        return self.kinds[int(best)] if float(probability) >= NAMING_CONFIDENCE else ""
 
 
 def normalise(raw: dict[str, torch.Tensor], detectors: dict) -> dict[str, torch.Tensor]:
@@ -116,6 +144,8 @@ class Scorer:
         # The calibration names the detectors in use: a bundle has all of them,
         # the classical baseline of the quality benchmark only the statistics.
         self.detectors = tuple(d for d in DETECTORS if d in calibration.detectors)
+        # The kinds of damage the pixel classifier names (none for older bundles).
+        self.kinds: tuple[str, ...] = tuple(getattr(pixel_damage, "kinds", ()))
 
     @classmethod
     def for_bundle(cls, bundle: Bundle) -> Scorer:
@@ -158,6 +188,13 @@ class Scorer:
 
     def raw(self, x: torch.Tensor, colour_target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw values of the calibrated detectors, float32, shape (N,) each, on x's device."""
+        return self.read(x, colour_target)[0]
+
+    def read(
+        self, x: torch.Tensor, colour_target: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """``raw``, and the (N, K) probabilities of the kinds the pixel
+        classifier names (None if it names none or is not used)."""
         x_net, x = x, x.float()
         spread = torch.tensor(self.calibration.reference_spread, device=x.device)
         knn: list[tuple[torch.Tensor, torch.Tensor]] = []  # one descriptor pass for both
@@ -166,6 +203,13 @@ class Scorer:
             if not knn:
                 knn.append(self.embedding.distances(x))
             return torch.log(knn[0][part] + 1e-4)
+
+        kinds: list[torch.Tensor] = []  # the pixel classifier's naming, from the same pass
+
+        def pixel_reading() -> torch.Tensor:
+            logit, probabilities = self.pixel_damage.read(x)
+            kinds.append(probabilities.float())
+            return logit.float()
 
         compute = {
             "embedding": lambda: reference_distance(0),
@@ -188,7 +232,7 @@ class Scorer:
             "falloff": lambda: features.falloff(x),
             # after the statistics in DETECTORS, so it reuses their values
             "damage": lambda: self.damage(signature(x, values)).float(),
-            "pixel_damage": lambda: self.pixel_damage(x).float(),
+            "pixel_damage": pixel_reading,
         }
         values: dict[str, torch.Tensor] = {}
         for d in self.detectors:
@@ -197,13 +241,13 @@ class Scorer:
                 continue
             with torch.autocast(x.device.type, enabled=False):
                 values[d] = compute[d]()
-        return values
+        return values, kinds[0] if kinds and self.kinds else None
 
     def normalise(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return normalise(raw, self.calibration.detectors)
 
     def __call__(self, x: torch.Tensor, colour_target: torch.Tensor) -> ScoreBatch:
-        raw = self.raw(x, colour_target)
+        raw, kind_probabilities = self.read(x, colour_target)
         z = self.normalise(raw)
         score = torch.stack([z[d] for d in self.detectors], dim=1).amax(dim=1)
         return ScoreBatch(
@@ -211,4 +255,6 @@ class Scorer:
             z=z,
             score=score,
             threshold=self.calibration.threshold,
+            kinds=self.kinds,
+            kind_probabilities=None if kind_probabilities is None else kind_probabilities.cpu(),
         )

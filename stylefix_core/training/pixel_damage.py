@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from stylefix_core import inject
 from stylefix_core.models import PixelDamageClassifier
 from stylefix_core.training.data import at_least, random_window, visibly_damaged
 from stylefix_core.training.progress import Progress
@@ -44,7 +45,11 @@ def train_pixel_damage_classifier(
     signature classifier: a fifth of the clean crops. Every crop is rounded
     to 8 bits, as every decoded image is: the references may be a generator's
     unrounded outputs, and the network would otherwise learn that rounding
-    is damage. Each crop is seen in a random one of its eight rotations and
+    is damage. The loss is the damage logit's binary cross-entropy plus the
+    cross-entropy of naming the kind (clean or which one): one split of the
+    quality benchmark ranked damaged patches alike with or without naming
+    (mean AUROC 0.880 and 0.881), and named the blurred patches 77 times
+    in 80. Each crop is seen in a random one of its eight rotations and
     mirror images. One-cycle Adam: at a constant rate the same network
     stalled for hundreds of steps. The steps
     are fixed, whatever the number of references (about 2 min 20 s on two
@@ -55,8 +60,9 @@ def train_pixel_damage_classifier(
     generator = torch.Generator().manual_seed(seed + 5)
     clean = [at_least(image, cfg.crop) for image in [*reference, *also_clean]]
     clean_weights = torch.tensor([cfg.reference_weight] * len(reference) + [1.0] * len(also_clean))
-    damaged = _damaged_crops(clean[: len(reference)], cfg, generator)
-    model = PixelDamageClassifier(cfg.channels).to(device)
+    damaged, kinds = _damaged_crops(clean[: len(reference)], cfg, generator)
+    model = PixelDamageClassifier(cfg.channels, kinds=inject.CORRECTOR_TRAINING_KINDS).to(device)
+    named = torch.tensor([1 + model.kinds.index(kind) for kind in kinds])
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, cfg.max_lr, total_steps=cfg.steps)
     labels = torch.cat([torch.zeros(cfg.batch_size), torch.ones(cfg.batch_size)]).to(device)
@@ -66,25 +72,31 @@ def train_pixel_damage_classifier(
         chosen = torch.randint(len(damaged), (cfg.batch_size,), generator=generator)
         crops = [_view(clean[i], cfg.crop, generator) for i in picks.tolist()]
         crops += [_view(damaged[i].float() / 255, cfg.crop, generator) for i in chosen.tolist()]
-        loss = F.binary_cross_entropy_with_logits(model(torch.stack(crops).to(device)), labels)
+        logits = model.logits(torch.stack(crops).to(device))
+        names = torch.cat([torch.zeros(cfg.batch_size, dtype=torch.long), named[chosen]])
+        loss = F.binary_cross_entropy_with_logits(
+            model.damage_logit(logits), labels
+        ) + F.cross_entropy(logits, names.to(device))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         schedule.step()
-        progress.update(step, {"bce": float(loss.detach())})
+        progress.update(step, {"bce+naming": float(loss.detach())})
     return model.eval().requires_grad_(False)
 
 
 def _damaged_crops(
     images: list[torch.Tensor], cfg: PixelDamageTrainConfig, generator: torch.Generator
-) -> list[torch.Tensor]:
-    """Damaged crops as uint8, so that a large reference set stays small in memory."""
-    crops = []
+) -> tuple[list[torch.Tensor], list[str]]:
+    """Damaged crops as uint8, so that a large reference set stays small in
+    memory, and the kind that damaged each."""
+    crops, kinds = [], []
     for source in _damage_sources(len(images), cfg, generator):
         crop = _view(images[source], cfg.crop, generator)
         injected = visibly_damaged(crop, generator, cfg.severity)
-        crops.append((injected.clamp(0, 1) * 255).round().to(torch.uint8))  # 8 bits, as decoded
-    return crops
+        crops.append((injected.image.clamp(0, 1) * 255).round().to(torch.uint8))  # as decoded
+        kinds.append(injected.kind)
+    return crops, kinds
 
 
 def _damage_sources(
