@@ -15,6 +15,7 @@ from stylefix_core.correction import (
     BRINGS_OUT,
     CANDIDATES,
     MAY_EXPLAIN,
+    NAMED,
     NO_FURTHER,
     WITNESSES,
     Eligibility,
@@ -282,6 +283,39 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
     assert eligibility("resaturate", ["looks_damaged"]) is Eligibility.IF_IT_CLEARS
     assert eligibility("resaturate", ["pixels_look_damaged"]) is Eligibility.IF_IT_CLEARS
     assert eligibility("resaturate", ["blur", "noise"]) is Eligibility.NO
+
+
+def test_a_fix_is_tried_for_the_kind_the_pixel_classifier_names():
+    """Blur the pixel classifier sees is blur the deblurring filter answers;
+    other damage it sees is not."""
+    assert set(NAMED) <= set(CANDIDATES)
+    assert {k for kinds in NAMED.values() for k in kinds} <= set(inject.CORRECTOR_TRAINING_KINDS)
+    seen = ["pixels_look_damaged", "pixels_look_like_blur"]
+    assert eligibility("deblur", seen) is Eligibility.YES
+    assert eligibility("deblur", ["pixels_look_damaged"]) is Eligibility.NO
+    named_noise = ["pixels_look_damaged", "pixels_look_like_noise"]
+    assert eligibility("deblur", named_noise) is Eligibility.NO
+
+
+def test_a_sharpening_fix_is_not_tried_on_an_image_that_shows_what_it_amplifies():
+    assert eligibility("deblur", ["blur"]) is Eligibility.YES
+    assert eligibility("deblur", ["blur", "noise"]) is Eligibility.NO
+    assert eligibility("deblur", ["blocking", "pixels_look_like_blur"]) is Eligibility.NO
+    assert eligibility("denoise", ["noise", "blocking"]) is Eligibility.YES
+
+
+def test_blur_is_not_gone_while_the_pixel_classifier_still_names_it():
+    z = {"blur": torch.tensor([1.0, 1.0]), "pixel_damage": torch.tensor([5.0, 5.0])}
+    after = ScoreBatch(
+        raw=z,
+        z=z,
+        score=torch.tensor([5.0, 5.0]),
+        threshold=3.3,
+        kinds=("blur", "noise"),
+        kind_probabilities=torch.tensor([[0.8, 0.2], [0.1, 0.9]]),
+    )
+    assert not answered_faults_gone("deblur", after, 0)  # still named blur
+    assert answered_faults_gone("deblur", after, 1)  # named noise: not the filter's fault
 
 
 @pytest.mark.parametrize(
