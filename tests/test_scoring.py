@@ -164,7 +164,8 @@ def test_reasons_are_exactly_the_detectors_over_threshold(styled):
 @pytest.mark.parametrize(
     "pixel_z, odds, named",
     [
-        (5.0, [0.7, 0.2, 0.1], "blur"),  # flagged, one kind likelier than the rest
+        (5.0, [0.7, 0.2, 0.1], "blur"),  # flagged, one kind over two to one against the rest
+        (5.0, [0.6, 0.3, 0.1], ""),  # flagged, but not two to one against the rest
         (5.0, [0.4, 0.35, 0.25], ""),  # flagged, no kind stands out
         (2.0, [0.9, 0.05, 0.05], ""),  # not flagged by the pixel classifier
     ],
