@@ -40,7 +40,7 @@ class PixelDamageClassifier(nn.Module):
     "clean" and one per kind, and the damage logit is how much likelier any
     kind is than clean. A single damage logit cannot say which fix a
     damaged image needs; trained with the kind named, the same network
-    ranked damaged against clean alike (docs/quality.md). Without
+    ranked damaged against clean as well or better (docs/quality.md). Without
     ``kinds`` (bundles made before it named them) the head gives the damage
     logit alone.
     """
