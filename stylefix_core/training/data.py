@@ -69,7 +69,8 @@ def visibly_damaged(
     """``image`` (3, H, W) damaged by a random training kind at a random
     severity, drawn again, kind and severity, until the damage is visible
     (``changed_visibly``, the bar the quality benchmark holds its test
-    anomalies to).
+    anomalies to). Returns the injection, so that a classifier can learn
+    to name the kind as well.
 
     A damage classifier taught that an unchanged image is damaged learns to
     tell its own references from crops that look the same, by memorising
