@@ -78,8 +78,10 @@ DETECTOR_NAMES = (
 # that smooth part is taken on a 4x coarser grid; revision 9: ``falloff`` is
 # the depth of a bowl fitted to the luma, against the content's spread (the
 # signature keeps the old reading, as ``corner_darkness``); revision 10: the
-# ``pixel_damage`` classifier, a small convolutional network on the pixels.
-STATISTICS_REVISION = 10
+# ``pixel_damage`` classifier, a small convolutional network on the pixels;
+# revision 11: ``falloff`` reads the shallower curvature of the log luma,
+# against the spread of the content's coarse layout.
+STATISTICS_REVISION = 11
 
 
 @dataclass(frozen=True)

@@ -171,9 +171,8 @@ def devignette(x: torch.Tensor) -> torch.Tensor:
     fitted there (``features.fit_bowl``, beside a plane for the lighting),
     the shallower is the bowl's: a vignette curves the log luma both ways,
     while a ramp of light, curved in the log, or a bright stripe curves it
-    one way. Only a fall-off is undone, not a rim brighter than the centre.
-    The statistic that flags a fall-off reads the luma itself, where a ramp
-    is straight. On the quality benchmark's dark-vignetted test patches (80
+    one way. Only a fall-off is undone, not a rim brighter than the centre;
+    the statistic that flags it reads the same shallower curvature. On the quality benchmark's dark-vignetted test patches (80
     per split, splits 0-2), applied to every one: +8.1, +6.7 and +5.9 dB
     against the clean originals, the worst +0.0, -3.0 and +0.0 dB. Taking
     the mean curvature as the bowl's gained a little more (+8.4, +7.2 and

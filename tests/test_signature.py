@@ -45,8 +45,22 @@ def test_falloff_reads_dark_corners_and_not_a_flat_or_one_sided_picture(photo_pa
     ramp = torch.linspace(0.1, 0.9, 32).view(1, 1, 1, 32).expand(1, 3, 32, 32)
     assert float(features.falloff(ramp)) == pytest.approx(0.0, abs=1e-3)
     assert float(features.falloff(ramp)) < float(features.falloff(vignetted).median())
+    # Lighting curved one way is not a fall-off, in the log or not.
+    for lit in (ramp, ramp.transpose(-1, -2), ramp**2):
+        assert float(features.falloff(lit)) == pytest.approx(0.0, abs=1e-3)
     # Too small to have a centre and a rim: no reading rather than noise.
     assert features.falloff(torch.rand(2, 3, 4, 64)).tolist() == [0.0, 0.0]
+
+
+def test_falloff_reads_a_vignette_under_dark_content_as_under_bright(photo_patches):
+    """A vignette multiplies the light: on a patch at a third of its
+    brightness the corners fall by the same share, and the reading barely
+    moves (by a tenth, at the median, on these patches)."""
+    clean = torch.stack(photo_patches[:40])
+    vignetted = inject.inject(clean, "vignette_dark", severity=0.6, seed=1)
+    bright, dark = features.falloff(vignetted), features.falloff(vignetted / 3.0)
+    assert float((dark > features.falloff(clean / 3.0)).float().mean()) > 0.95
+    assert float((dark / bright).median()) > 0.7
 
 
 def test_the_damage_classifier_tells_damaged_photographs_from_unseen_clean_ones(photo_patches):

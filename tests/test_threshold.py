@@ -8,14 +8,17 @@ import math
 import pytest
 import torch
 
+from stylefix_core.bundle import DetectorCalibration
 from stylefix_core.scoring.scorer import TWO_SIDED
 from stylefix_core.training import detector
 from stylefix_core.training.detector import (
     LEFT_OUT_MIN_POOL,
+    SHARED_BUDGET,
     UNFITTED,
     _left_out_combined,
     _left_out_scales,
     _robust_scale,
+    _shared_budget,
     tail_quantile,
 )
 
@@ -140,6 +143,75 @@ def test_each_image_is_read_with_scales_set_without_any_of_its_scores(monkeypatc
         keys.append(key % 15 if g == 0 else key)  # group 0: fifteen images, twice each
     got = _left_out_combined(groups, keys)
     torch.testing.assert_close(got, _brute_force(groups, keys), rtol=1e-5, atol=1e-5)
+
+
+def _left_out_z(groups, keys, d, group_index, i):
+    """One image's z for detector ``d``, scaled without any of its scores."""
+    every_key = torch.cat(keys)
+    every = torch.cat([g[d] for g in groups])
+    values, key = groups[group_index][d], keys[group_index]
+    pool, pool_key = (every, every_key) if d in UNFITTED else (values, key)
+    scale = _robust_scale(pool[pool_key != int(key[i])], two_sided=False)
+    return (float(values[i]) - scale.center) / scale.scale
+
+
+def test_detectors_sharing_a_budget_are_scaled_together_without_the_image_they_score():
+    """``blur`` and ``noise`` share one budget: each image's largest z of
+    the two is read against the spread of the others' largest z, every
+    score of the image left out at both steps."""
+    generator = torch.Generator().manual_seed(8)
+    names = ["blur", "noise", "autoencoder"]
+    assert {"blur", "noise"} <= set(SHARED_BUDGET) and "autoencoder" not in SHARED_BUDGET
+    sizes, groups, keys = [24, 30], [], []
+    for g, size in enumerate(sizes):
+        groups.append({d: torch.randn(size, generator=generator) ** 3 for d in names})
+        keys.append(torch.arange(size) % 12 if g == 0 else torch.arange(size) + 100)
+    every_key = torch.cat(keys)
+    largest = torch.tensor(
+        [
+            max(_left_out_z(groups, keys, d, g, i) for d in ("blur", "noise"))
+            for g in range(len(groups))
+            for i in range(len(keys[g]))
+        ]
+    )
+    expected = []
+    for position, k in enumerate(every_key.tolist()):
+        g = 0 if position < sizes[0] else 1
+        i = position if g == 0 else position - sizes[0]
+        group = _robust_scale(largest[every_key != k], two_sided=False)
+        expected.append(
+            max(
+                (float(largest[position]) - group.center) / group.scale,
+                _left_out_z(groups, keys, "autoencoder", g, i),
+            )
+        )
+    got = _left_out_combined(groups, keys)
+    torch.testing.assert_close(got, torch.tensor(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_the_largest_z_of_detectors_sharing_a_budget_looks_like_one_detectors():
+    """Eight statistics with a budget apiece: the largest of their z-scores
+    sits well above a single detector's. Scaled together, its median is 0
+    and its 98th percentile a unit normal's, so one threshold holds the
+    eight to one detector's share of false positives."""
+    generator = torch.Generator().manual_seed(9)
+    every = {
+        d: torch.randn(2000, generator=generator) * (1 + j) + j for j, d in enumerate(SHARED_BUDGET)
+    }
+    every["autoencoder"] = torch.randn(2000, generator=generator)
+    scales = {d: _robust_scale(v, two_sided=False) for d, v in every.items()}
+    shared = _shared_budget(scales, every)
+    assert sorted(shared) == sorted(SHARED_BUDGET)  # the learned detector keeps its own
+
+    def largest(calibrations: dict[str, DetectorCalibration]) -> torch.Tensor:
+        z = [(every[d] - calibrations[d].center) / calibrations[d].scale for d in SHARED_BUDGET]
+        return torch.stack(z, 1).amax(1)
+
+    assert float(largest(scales).median()) > 1.0
+    together = largest({**scales, **shared})
+    assert float(together.median()) == pytest.approx(0.0, abs=0.01)
+    assert float(torch.quantile(together, 0.98)) == pytest.approx(2.054, abs=0.01)
+    assert _shared_budget({"blur": scales["blur"]}, every) == {}  # a group of one is no group
 
 
 def test_a_pool_too_small_or_too_large_to_leave_values_out_is_scaled_on_every_value(monkeypatch):

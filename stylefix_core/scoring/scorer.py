@@ -5,7 +5,9 @@ turns it into a robust z-score against reference images the detectors never
 saw; the image's anomaly score is the largest z, and ``reasons`` are the
 detectors above the threshold. Taking the maximum keeps every detector's
 false-positive budget visible in one threshold, and makes "flagged" and "has
-a reason" the same.
+a reason" the same. The fault statistics that the signature classifier also
+reads share one budget between them (``training.detector.SHARED_BUDGET``),
+folded into their calibrations, so the scorer reads every detector alike.
 """
 
 from __future__ import annotations
