@@ -67,9 +67,22 @@ ANSWERS: dict[str, tuple[str, ...]] = {
 # every image that looks damaged instead, it was kept on texture-lost,
 # desaturated, banded and collapsed patches, losing 1.6 to 19 dB by kind;
 # answering the blur the pixel classifier names took the benchmark's blurred
-# patches from +0.74 to +1.43 dB on average (docs/quality.md).
+# patches from +0.74 to +1.43 dB on average (docs/quality.md). Since the
+# fault statistics share one false-positive budget, the classifier alone
+# flags most checkerboards and posterised patches too: answering what it
+# names there took them from +8.85 to +13.18 dB and from +0.18 to +0.81 dB,
+# replayed on the three splits' kept reports, no other kind moving. Named
+# banding is not answered: the dequantiser gained it nothing. Answering a
+# named desaturation moved no figure there, but under the lower threshold
+# the shared budget brings, resaturating greyed generated assets often left
+# them just over it: answered as named, 6 of 8 in
+# ``test_qa_mode_gives_greyed_images_their_colour_back`` get their colour
+# back (3 if only a cleared flag counts).
 NAMED: dict[str, tuple[str, ...]] = {
     "deblur": ("blur",),
+    "checkerboard": ("checkerboard",),
+    "dequantise": ("posterize",),
+    "resaturate": ("desaturate",),
 }
 # Candidate name -> detectors whose reason it may explain: a colour cast shows
 # in the reference embedding (the whole image is unlike the reference set) more

@@ -286,8 +286,9 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
 
 
 def test_a_fix_is_tried_for_the_kind_the_pixel_classifier_names():
-    """Blur the pixel classifier sees is blur the deblurring filter answers;
-    other damage it sees is not."""
+    """Blur the pixel classifier sees is blur the deblurring filter answers,
+    a checkerboard the checkerboard filter's, posterising the dequantiser's
+    and greying resaturation's; other damage it sees is not theirs."""
     assert set(NAMED) <= set(CANDIDATES)
     assert {k for kinds in NAMED.values() for k in kinds} <= set(inject.CORRECTOR_TRAINING_KINDS)
     seen = ["pixels_look_damaged", "pixels_look_like_blur"]
@@ -295,6 +296,17 @@ def test_a_fix_is_tried_for_the_kind_the_pixel_classifier_names():
     assert eligibility("deblur", ["pixels_look_damaged"]) is Eligibility.NO
     named_noise = ["pixels_look_damaged", "pixels_look_like_noise"]
     assert eligibility("deblur", named_noise) is Eligibility.NO
+    named = (
+        ("checkerboard", "checkerboard"),
+        ("dequantise", "posterize"),
+        ("resaturate", "desaturate"),
+    )
+    for fix, kind in named:
+        assert (
+            eligibility(fix, ["pixels_look_damaged", f"pixels_look_like_{kind}"]) is Eligibility.YES
+        )
+        assert eligibility(fix, named_noise) is not Eligibility.YES
+    assert eligibility("dequantise", ["pixels_look_like_banding"]) is Eligibility.NO
 
 
 def test_a_sharpening_fix_is_not_tried_on_an_image_that_shows_what_it_amplifies():
