@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -389,7 +390,7 @@ def tail_quantile(scores: torch.Tensor, level: float) -> float:
     return max(empirical, fitted)
 
 
-def _shared(names) -> list[str]:
+def _shared(names: Collection[str]) -> list[str]:
     """The detectors of ``names`` that share a budget; none if one alone."""
     shared = [d for d in SHARED_BUDGET if d in names]
     return shared if len(shared) > 1 else []
