@@ -49,10 +49,10 @@ def train_pixel_damage_classifier(
     cross-entropy of naming the kind (clean or which one). Learning to name
     the kind did not cost ranking: in the quality benchmark's job the
     classifier alone ranked the anomalies at a mean AUROC over the kinds of
-    0.907, 0.891 and 0.907 on splits 0-2, from 0.886, 0.881 and 0.904. Each crop is seen in a random one of its eight rotations and
-    mirror images. One-cycle Adam: at a constant rate the same network
-    stalled for hundreds of steps. The steps
-    are fixed, whatever the number of references (about 2 min 20 s on two
+    0.907, 0.891 and 0.907 on splits 0-2, from 0.886, 0.881 and 0.904.
+    Each crop is seen in a random one of its eight rotations and mirror
+    images. One-cycle Adam: at a constant rate the same network stalled for
+    hundreds of steps. The steps are fixed, whatever the number of references (about 2 min 20 s on two
     CPU cores), so there is no checkpoint to resume from. The logit is
     calibrated afterwards like every other detector.
     """
