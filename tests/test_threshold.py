@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from stylefix_core.bundle import DetectorCalibration
-from stylefix_core.scoring.scorer import TWO_SIDED
 from stylefix_core.training import detector
 from stylefix_core.training.detector import (
     LEFT_OUT_MIN_POOL,
@@ -90,26 +89,25 @@ def test_a_score_that_is_not_finite_is_refused():
         tail_quantile(torch.tensor([0.1, float("nan"), 2.0] * 10), 0.99)
 
 
-def _old_robust_scale(values: torch.Tensor, two_sided: bool) -> tuple[float, float]:
+def _old_robust_scale(values: torch.Tensor) -> tuple[float, float]:
     """The scale as written before leaving images out: the shipped scales must not move."""
     center = values.median()
-    spread = (values - center).abs() if two_sided else values - center
+    spread = values - center
     mad = spread.abs().median() * 1.4826
     tail = torch.quantile(spread, 0.98) / 2.054
     return float(center), float(max(mad, tail, 1e-3))
 
 
-@pytest.mark.parametrize("two_sided", [False, True])
 @pytest.mark.parametrize("size", [1, 2, 7, 96, 97, 1000])
-def test_a_scale_that_ships_is_what_it_was(size, two_sided):
+def test_a_scale_that_ships_is_what_it_was(size):
     values = torch.randn(size, generator=torch.Generator().manual_seed(size)) ** 3
-    scale = _robust_scale(values, two_sided)
-    assert (scale.center, scale.scale) == _old_robust_scale(values, two_sided)
-    constant = _robust_scale(torch.full((size,), 0.5), two_sided)
+    scale = _robust_scale(values)
+    assert (scale.center, scale.scale) == _old_robust_scale(values)
+    constant = _robust_scale(torch.full((size,), 0.5))
     assert constant.scale == 1e-3
 
 
-def _brute_force(groups, keys, two_sided_names=TWO_SIDED):
+def _brute_force(groups, keys):
     """``_left_out_combined`` written the slow way, one image at a time."""
     every_key = torch.cat(keys)
     every = {d: torch.cat([g[d] for g in groups]) for d in groups[0]}
@@ -119,23 +117,22 @@ def _brute_force(groups, keys, two_sided_names=TWO_SIDED):
             z = []
             for d, values in group.items():
                 pool, pool_key = (every[d], every_key) if d in UNFITTED else (values, key)
-                scale = _robust_scale(pool[pool_key != k], d in two_sided_names)
-                value = (float(values[i]) - scale.center) / scale.scale
-                z.append(abs(value) if d in two_sided_names else value)
+                scale = _robust_scale(pool[pool_key != k])
+                z.append((float(values[i]) - scale.center) / scale.scale)
             out.append(max(z))
     return torch.tensor(out)
 
 
 def test_each_image_is_read_with_scales_set_without_any_of_its_scores(monkeypatch):
     """Three groups of unequal size, a statistic scaled on every image
-    (``blur``), a two-sided detector and a learned one; in the first group
-    each image is scored twice (both modes), and both its scores are left
-    out. The rows are built a few at a time."""
+    (``blur``) and two learned detectors; in the first group each image is
+    scored twice (both modes), and both its scores are left out. The rows
+    are built a few at a time."""
     monkeypatch.setattr(detector, "_LEFT_OUT_ROWS", 7)
     generator = torch.Generator().manual_seed(4)
     names = ["blur", "discriminator", "autoencoder"]
-    assert "blur" in UNFITTED and "discriminator" in TWO_SIDED
-    assert "autoencoder" not in UNFITTED | TWO_SIDED
+    assert "blur" in UNFITTED
+    assert not {"discriminator", "autoencoder"} & UNFITTED
     sizes, groups, keys = [30, 25, 41], [], []
     for g, size in enumerate(sizes):
         groups.append({d: torch.randn(size, generator=generator) ** 3 for d in names})
@@ -151,7 +148,7 @@ def _left_out_z(groups, keys, d, group_index, i):
     every = torch.cat([g[d] for g in groups])
     values, key = groups[group_index][d], keys[group_index]
     pool, pool_key = (every, every_key) if d in UNFITTED else (values, key)
-    scale = _robust_scale(pool[pool_key != int(key[i])], two_sided=False)
+    scale = _robust_scale(pool[pool_key != int(key[i])])
     return (float(values[i]) - scale.center) / scale.scale
 
 
@@ -178,7 +175,7 @@ def test_detectors_sharing_a_budget_are_scaled_together_without_the_image_they_s
     for position, k in enumerate(every_key.tolist()):
         g = 0 if position < sizes[0] else 1
         i = position if g == 0 else position - sizes[0]
-        group = _robust_scale(largest[every_key != k], two_sided=False)
+        group = _robust_scale(largest[every_key != k])
         expected.append(
             max(
                 (float(largest[position]) - group.center) / group.scale,
@@ -199,7 +196,7 @@ def test_the_largest_z_of_detectors_sharing_a_budget_looks_like_one_detectors():
         d: torch.randn(2000, generator=generator) * (1 + j) + j for j, d in enumerate(SHARED_BUDGET)
     }
     every["autoencoder"] = torch.randn(2000, generator=generator)
-    scales = {d: _robust_scale(v, two_sided=False) for d, v in every.items()}
+    scales = {d: _robust_scale(v) for d, v in every.items()}
     shared = _shared_budget(scales, every)
     assert sorted(shared) == sorted(SHARED_BUDGET)  # the learned detector keeps its own
 
@@ -221,12 +218,12 @@ def test_a_pool_too_small_or_too_large_to_leave_values_out_is_scaled_on_every_va
     monkeypatch.setattr(detector, "LEFT_OUT_MAX_POOL", 30)
     for size in (2, 3, LEFT_OUT_MIN_POOL, 40):
         pool = torch.randn(size, generator=torch.Generator().manual_seed(5))
-        centres, scales = _left_out_scales(pool, torch.arange(size), torch.arange(size), False)
-        whole = _robust_scale(pool, two_sided=False)
+        centres, scales = _left_out_scales(pool, torch.arange(size), torch.arange(size))
+        whole = _robust_scale(pool)
         assert centres.tolist() == [whole.center], size
         assert scales.tolist() == [pytest.approx(whole.scale)], size
     pool = torch.randn(LEFT_OUT_MIN_POOL + 1, generator=torch.Generator().manual_seed(6))
-    _, scales = _left_out_scales(pool, torch.arange(len(pool)), torch.arange(len(pool)), False)
+    _, scales = _left_out_scales(pool, torch.arange(len(pool)), torch.arange(len(pool)))
     assert len(scales) == len(pool)  # large enough: one scale per image left out
 
 
@@ -246,7 +243,7 @@ def test_scores_read_with_scales_set_without_them_keep_new_images_near_the_targe
     for _ in range(100):
         held = torch.randn(96, 8, generator=generator)
         raw = {d: held[:, j] for j, d in enumerate(names)}
-        scales = [_robust_scale(raw[d], two_sided=False) for d in names]
+        scales = [_robust_scale(raw[d]) for d in names]
 
         def combined(values: torch.Tensor, scales=scales) -> torch.Tensor:
             z = [(values[:, j] - s.center) / s.scale for j, s in enumerate(scales)]

@@ -18,12 +18,7 @@ from stylefix_core.models import (
     PixelDamageClassifier,
     ReferenceKnn,
 )
-from stylefix_core.scoring.scorer import (
-    DETECTORS,
-    STATISTIC_DETECTORS,
-    TWO_SIDED,
-    Scorer,
-)
+from stylefix_core.scoring.scorer import DETECTORS, STATISTIC_DETECTORS, Scorer
 from stylefix_core.scoring.signature import SIGNATURE_DIM, STATISTICS, signature
 from stylefix_core.training.checkpoint import Checkpoint
 from stylefix_core.training.data import CropSampler, visibly_damaged
@@ -294,10 +289,7 @@ def calibrate(
     scored = [images for _, images in cross_fitted if images]
     rest = [raw_of(fitted, images) for fitted, images in cross_fitted if images]
     every = {d: torch.cat([held[d], *(r[d] for r in rest)]) for d in names}
-    scales = {
-        d: _robust_scale(every[d] if d in UNFITTED else held[d], two_sided=d in TWO_SIDED)
-        for d in names
-    }
+    scales = {d: _robust_scale(every[d] if d in UNFITTED else held[d]) for d in names}
     scales.update(_shared_budget(scales, every))
     # an image scored in both modes is the same tensor twice
     keys = [torch.tensor([id(image) for image, _ in images]) for images in (held_out, *scored)]
@@ -351,9 +343,12 @@ EMPIRICAL_TAIL_COUNT = 10
 # The share of the highest scores the tail is fitted to.
 TAIL_SHARE = 0.2
 # Names the way thresholds are set, for bundle versions: rename it whenever
-# ``tail_quantile`` or the images ``calibrate`` reads change, so that a bundle set
-# another way is another version.
-THRESHOLD_METHOD = f"crossfit2/leave-image-out/tail{TAIL_SHARE}/{EMPIRICAL_TAIL_COUNT}/shared:{','.join(SHARED_BUDGET)}"
+# ``tail_quantile``, the images ``calibrate`` reads or the way it scales change,
+# so that a bundle set another way is another version.
+THRESHOLD_METHOD = (
+    f"crossfit2/leave-image-out/tail{TAIL_SHARE}/{EMPIRICAL_TAIL_COUNT}"
+    f"/shared:{','.join(SHARED_BUDGET)}/one-sided"
+)
 
 
 def tail_quantile(scores: torch.Tensor, level: float) -> float:
@@ -407,7 +402,7 @@ def _shared_budget(
     if not shared:
         return {}
     z = torch.stack([(every[d] - scales[d].center) / scales[d].scale for d in shared], 1)
-    group = _robust_scale(z.amax(1), two_sided=False)
+    group = _robust_scale(z.amax(1))
     return {
         d: DetectorCalibration(
             scales[d].center + group.center * scales[d].scale,
@@ -433,13 +428,12 @@ def _left_out_combined(
         z.append({})
         for d, values in group.items():
             pool, pool_key = (every[d], every_key) if d in UNFITTED else (values, key)
-            center, scale = _left_out_scales(pool, pool_key, key, two_sided=d in TWO_SIDED)
-            value = (values - center) / scale
-            z[-1][d] = value.abs() if d in TWO_SIDED else value
+            center, scale = _left_out_scales(pool, pool_key, key)
+            z[-1][d] = (values - center) / scale
     shared = _shared(groups[0])
     if shared:
         largest = [torch.stack([g[d] for d in shared], 1).amax(1) for g in z]
-        center, scale = _left_out_scales(torch.cat(largest), every_key, every_key, False)
+        center, scale = _left_out_scales(torch.cat(largest), every_key, every_key)
         center, scale = center.expand(len(every_key)), scale.expand(len(every_key))
         for g, count in zip(z, [len(k) for k in keys], strict=True):
             for d in shared:
@@ -464,7 +458,7 @@ SCALE_FLOOR = 1e-3
 
 
 def _left_out_scales(
-    pool: torch.Tensor, pool_key: torch.Tensor, left_out: torch.Tensor, two_sided: bool
+    pool: torch.Tensor, pool_key: torch.Tensor, left_out: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre and scale (``_robust_scale``) of ``pool`` without the values
     whose key is each of ``left_out``, one pair per key. A pool with fewer
@@ -472,30 +466,29 @@ def _left_out_scales(
     is scaled on every value."""
     most_of_one = int(torch.unique(pool_key, return_counts=True)[1].max())
     if len(pool) - most_of_one < LEFT_OUT_MIN_POOL or len(pool) > LEFT_OUT_MAX_POOL:
-        center, scale = _centre_and_scale(pool[None], two_sided)
+        center, scale = _centre_and_scale(pool[None])
         return center, scale.clamp(min=SCALE_FLOOR)
     centres, scales = [], []
     for first in range(0, len(left_out), _LEFT_OUT_ROWS):
         block = left_out[first : first + _LEFT_OUT_ROWS, None]
         rows = pool.expand(len(block), -1).masked_fill(pool_key[None] == block, float("nan"))
-        centre, scale = _centre_and_scale(rows, two_sided)
+        centre, scale = _centre_and_scale(rows)
         centres.append(centre)
         scales.append(scale.clamp(min=SCALE_FLOOR))
     return torch.cat(centres), torch.cat(scales)
 
 
-def _robust_scale(values: torch.Tensor, two_sided: bool) -> DetectorCalibration:
-    center, scale = _centre_and_scale(values[None], two_sided)
+def _robust_scale(values: torch.Tensor) -> DetectorCalibration:
+    center, scale = _centre_and_scale(values[None])
     return DetectorCalibration(float(center), max(float(scale), SCALE_FLOOR))
 
 
-def _centre_and_scale(rows: torch.Tensor, two_sided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _centre_and_scale(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The median of each row of ``rows`` (N, M), and a scale for which both
     the MAD and the upper tail (98th percentile) look like a unit normal's.
     NaNs in a row are values left out of it."""
     center = rows.nanmedian(dim=1).values
     spread = rows - center[:, None]
-    spread = spread.abs() if two_sided else spread
     mad = spread.abs().nanmedian(dim=1).values * 1.4826
     tail = torch.nanquantile(spread, 0.98, dim=1) / 2.054  # the 98th percentile of a unit normal
     return center, torch.maximum(mad, tail)
