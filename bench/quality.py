@@ -157,9 +157,8 @@ def run_baseline(eval_set: EvalSet, calibration: Calibration) -> dict[str, Outco
     with torch.inference_mode():
         for item in eval_set.test:
             x = to_batch([item.image], CPU)
-            target = scorer.colour_target(None, 1, CPU)
-            before = scorer(x, target)
-            fixed, names, _ = choose_corrections(x, target, before, scorer, unused, CLASSICAL)
+            before = scorer(x)
+            fixed, names, _ = choose_corrections(x, before, scorer, unused, CLASSICAL)
             flagged = bool(before.score[0] > calibration.threshold)
             best = to_pixels(fixed)[0] if names[0] else item.image
             outcomes[item.key] = Outcome(float(before.score[0]), flagged, best)

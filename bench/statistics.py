@@ -41,7 +41,7 @@ def raw_values(scorer: Scorer, items: list[TestImage]) -> dict[str, np.ndarray]:
     """Each detector's raw value per image (qa mode colour target)."""
     with torch.inference_mode():
         x = to_batch([t.image for t in items], CPU)
-        raw = scorer.raw(x, scorer.colour_target(None, len(items), CPU))
+        raw = scorer.raw(x)
     return {d: v.cpu().numpy() for d, v in raw.items()}
 
 

@@ -186,10 +186,9 @@ def measure_gflops(side: int, bundle=None) -> dict[str, float]:
     qa = Engine(bundle, Mode.QA, cpu, BatchConfig())
     (image,) = make_assets(seed=SEED, n=1, sizes=[(side, side)])
     x = to_batch([image], cpu)
-    target = qa.scorer.colour_target(None, 1, cpu)
     with inference_context(cpu):
         generator = gflop_of(lambda: bundle.generator(x))
-        score = gflop_of(lambda: qa.scorer(x, target))
+        score = gflop_of(lambda: qa.scorer(x))
     flagged = _flagged(qa, image)
     flagged_total = gflop_of(lambda: qa.process([flagged]))
     return {

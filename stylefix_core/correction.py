@@ -199,21 +199,17 @@ the aims are (N, K, 6) ``colour_stats`` rows each image could have (``choose_cor
 
 def choose_corrections(
     y: torch.Tensor,
-    target: torch.Tensor,
     before: ScoreBatch,
     scorer: Scorer,
     corrector: torch.nn.Module,
     candidates: Sequence[str] = tuple(CANDIDATES),
-    aim_at_neighbours: bool = False,
 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
     """Try each eligible candidate on the flagged images of ``y``.
 
-    Colour fixes aim at ``target``, the colour detector's own target, or with
-    ``aim_at_neighbours`` (qa mode, where that target is the reference set's
-    average) at the colours of each image's nearest references
-    (``Scorer.nearest_reference_colours``): the average of them moves a
-    cast, the least colourful of them bounds how much colour was lost.
-    Rescoring always uses ``target``.
+    Colour fixes aim at the colours ``before`` was read against (its
+    ``aims``: in qa mode those of each image's nearest references): the
+    average of them moves a cast, the least colourful of them bounds how
+    much colour was lost. Each candidate is rescored against the same aims.
 
     Returns the images (corrected where a candidate was kept), the kept
     candidate's name per image ("" for none) and the scores after. A candidate
@@ -234,11 +230,7 @@ def choose_corrections(
     rank: dict[int, tuple[bool, float]] = {}
     flagged = (before.score > before.threshold).nonzero().flatten().tolist()
     reasons = {i: before.reasons(i) for i in flagged}
-    aims = target[:, None]
-    if aim_at_neighbours and flagged:
-        neighbours = scorer.nearest_reference_colours(y[flagged]).to(target)
-        aims = aims.expand(-1, neighbours.shape[1], -1).clone()
-        aims[flagged] = neighbours
+    aims = before.aims.to(y.device)
     for name in candidates:
         terms = {i: eligibility(name, reasons[i]) for i in flagged}
         eligible = [i for i in flagged if terms[i] is not Eligibility.NO]
@@ -246,7 +238,7 @@ def choose_corrections(
             continue
         idx = torch.tensor(eligible, device=y.device)
         candidate = CANDIDATES[name](y[idx], corrector, aims[idx])
-        rescored = scorer(candidate, target[idx])
+        rescored = scorer(candidate, aims[idx])
         visible = changed_visibly(y[idx], candidate).tolist()
         change = ((candidate.float() - y[idx].float()) ** 2).mean(dim=(1, 2, 3)).tolist()
         for j, i in enumerate(eligible):

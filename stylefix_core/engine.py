@@ -193,18 +193,10 @@ class Engine:
     def _process_same_size(self, images: list[np.ndarray]) -> list[Outcome]:
         with inference_context(self.device):
             x = to_batch(images, self.device)
-            content = x if self.mode is Mode.STYLE else None
-            y = self.bundle.generator(x).float() if self.mode is Mode.STYLE else x
-            target = self.scorer.colour_target(content, len(images), self.device)
-            before = self.scorer(y, target)
-            best, names, after = choose_corrections(
-                y,
-                target,
-                before,
-                self.scorer,
-                self.bundle.corrector,
-                aim_at_neighbours=self.mode is Mode.QA,
-            )
+            styling = self.mode is Mode.STYLE
+            y = self.bundle.generator(x).float() if styling else x
+            before = self.scorer(y, self.scorer.style_aims(x) if styling else None)
+            best, names, after = choose_corrections(y, before, self.scorer, self.bundle.corrector)
             hashes = [average_hash(p) for p in to_pixels(y)]
         return self._results(best, names, before, after, hashes, keep_input=self.mode is Mode.QA)
 

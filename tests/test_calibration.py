@@ -86,7 +86,7 @@ def test_fitted_images_scored_out_of_sample_count_in_the_threshold(patches):
     def flagged(calibration) -> int:
         scorer = Scorer(None, None, None, calibration)
         batch = torch.stack(noisy)
-        scores = scorer(batch, scorer.colour_target(None, len(noisy), CPU)).score
+        scores = scorer(batch).score
         return int((scores > calibration.threshold).sum())
 
     clean, with_noisy = calibration(fit[3:]), calibration(noisy + fit[3:])

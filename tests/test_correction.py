@@ -408,11 +408,12 @@ class _TableScorer:
     def __init__(self, noisy: torch.Tensor, readings: dict[str, float], denoised: dict[str, float]):
         self.noisy, self.readings, self.denoised = noisy, readings, denoised
 
-    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> ScoreBatch:
+    def __call__(self, x: torch.Tensor, aims: torch.Tensor | None = None) -> ScoreBatch:
         rows = [self.readings if torch.equal(i, self.noisy[0]) else self.denoised for i in x]
         z = {d: torch.tensor([row[d] for row in rows]) for d in self.readings}
         score = torch.stack(list(z.values()), 1).amax(1)
-        return ScoreBatch(raw=z, z=z, score=score, threshold=2.5)
+        aims = torch.zeros(len(x), 1, 6) if aims is None else aims
+        return ScoreBatch(raw=z, z=z, score=score, threshold=2.5, aims=aims)
 
 
 @pytest.mark.parametrize("pixel_damage_after, kept", [(4.0, True), (4.6, False)])
@@ -430,9 +431,9 @@ def test_a_fix_that_removed_its_fault_is_kept_as_a_last_resort_only_if_nothing_e
         {"noise": 4.5, "pixel_damage": 4.4},
         {"noise": 1.0, "pixel_damage": pixel_damage_after},
     )
-    before = scorer(noisy, torch.zeros(1, 6))
+    before = scorer(noisy)
     images, names, after = choose_corrections(
-        noisy, torch.zeros(1, 6), before, scorer, torch.nn.Identity(), candidates=("denoise",)
+        noisy, before, scorer, torch.nn.Identity(), candidates=("denoise",)
     )
     assert names == (["denoise"] if kept else [""])
     assert float(after[0]) == (pixel_damage_after if kept else 4.5)

@@ -148,8 +148,7 @@ def test_statistics_and_the_damage_classifier_score_on_cuda_as_on_cpu():
             network.to(device)
         scorer = Scorer.for_bundle(bundle)
         with inference_context(device):
-            target = scorer.colour_target(None, 2, device)
-            raw[device.type] = scorer.raw(x.to(device), target)
+            raw[device.type] = scorer.raw(x.to(device))
     for d, value in raw["cpu"].items():
         if d not in NETWORK_DETECTORS:
             torch.testing.assert_close(raw["cuda"][d].cpu(), value, rtol=1e-3, atol=1e-3, msg=d)

@@ -82,11 +82,11 @@ def test_the_reference_colour_distance_reads_the_colour_moments_of_the_descripto
     knn = fit_embedding(reference, torch.device("cpu"))
     test = torch.stack([to_tensor(p) for _, p in photos[3::11][:20]])
     torch.testing.assert_close(knn.describe(test)[:, -COLOUR_DIMS:], colour_stats(test))
-    whole, colour = knn.distances(test)
-    torch.testing.assert_close(whole, knn(test))
+    reading = knn.read(test)
+    torch.testing.assert_close(reading.distance, knn(test))
     for kind in ("hue_shift", "colour_cast"):
-        _, damaged = knn.distances(inject.inject(test, kind, 0.8, seed=0))
-        assert float((damaged > colour).float().mean()) >= 0.85, kind
+        damaged = knn.read(inject.inject(test, kind, 0.8, seed=0)).colour_distance
+        assert float((damaged > reading.colour_distance).float().mean()) >= 0.85, kind
 
 
 def test_nearest_references_colours_are_closer_to_a_pictures_own_than_the_average():
@@ -100,7 +100,7 @@ def test_nearest_references_colours_are_closer_to_a_pictures_own_than_the_averag
     test = torch.stack([to_tensor(p) for _, p in photos[3::11][:20]])
     own = colour_stats(test)
     with torch.inference_mode():
-        neighbours = knn.neighbour_colours(test)
+        neighbours = knn.read(test).neighbour_colours
     assert neighbours.shape == (20, knn.k, COLOUR_DIMS)
     aim = neighbours.mean(dim=1)
     average = colour_stats(torch.stack(reference)).mean(0)
@@ -108,5 +108,5 @@ def test_nearest_references_colours_are_closer_to_a_pictures_own_than_the_averag
     assert float(nearer.float().mean()) >= 0.7
     one = torch.stack(reference[:1])
     with torch.inference_mode():
-        among = (knn.neighbour_colours(one)[0] - colour_stats(one)).norm(dim=1)
+        among = (knn.read(one).neighbour_colours[0] - colour_stats(one)).norm(dim=1)
     assert float(among.min()) < 1e-4  # a reference's own colours are among its neighbours

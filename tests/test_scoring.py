@@ -112,11 +112,26 @@ def test_colour_distance_sees_a_cast(clean):
     stats = colour.colour_stats(clean)
     spread = torch.full((6,), 0.05)
     cast = colour.colour_stats(inject.inject(clean, "colour_cast", 0.9, seed=1))
+    aims = stats[:, None]
     assert bool(
         (
-            features.colour_distance(cast, stats, spread)
-            > features.colour_distance(stats, stats, spread)
+            features.colour_distance(cast, aims, spread)
+            > features.colour_distance(stats, aims, spread)
         ).all()
+    )
+
+
+def test_colour_distance_is_to_the_nearest_aim(clean):
+    """Colours like those of any one picture it resembles are no fault."""
+    stats = colour.colour_stats(clean)
+    cast = colour.colour_stats(inject.inject(clean, "colour_cast", 0.9, seed=1))
+    spread = torch.full((6,), 0.05)
+    either = torch.stack([cast, stats], dim=1)
+    torch.testing.assert_close(
+        features.colour_distance(stats, either, spread), torch.zeros(len(stats))
+    )
+    torch.testing.assert_close(
+        features.colour_distance(cast, either, spread), torch.zeros(len(stats))
     )
 
 
@@ -139,9 +154,8 @@ def test_scorer_ranks_an_obviously_broken_image_above_its_clean_twin(styled, kin
     scorer, good = styled
     broken = inject.inject(good, kind, severity=1.0, seed=2)
     with torch.inference_mode():
-        target = scorer.colour_target(None, good.shape[0], good.device)
-        clean_scores = scorer(good, target).score
-        broken_scores = scorer(broken, target).score
+        clean_scores = scorer(good).score
+        broken_scores = scorer(broken).score
     assert bool((broken_scores > clean_scores).all()), (kind, clean_scores, broken_scores)
     assert float(broken_scores.mean()) > scorer.calibration.threshold, kind
 
@@ -151,7 +165,7 @@ def test_reasons_are_exactly_the_detectors_over_threshold(styled):
     scorer, good = styled
     broken = inject.inject(good, "noise", severity=1.0, seed=2)
     with torch.inference_mode():
-        batch = scorer(broken, scorer.colour_target(None, 6, broken.device))
+        batch = scorer(broken)
     assert batch.kinds == inject.CORRECTOR_TRAINING_KINDS  # the default bundle names kinds
     for i in range(6):
         expected = [REASONS[d] for d in DETECTORS if float(batch.z[d][i]) > batch.threshold]

@@ -96,7 +96,7 @@ def test_high_quality_jpeg_inputs_do_not_look_damaged_to_the_shipped_bundle(dete
             pixels = assets if quality is None else [_jpeg(a, quality) for a in assets]
             content = torch.stack([to_tensor(p) for p in pixels])
             styled = bundle.generator(content)
-            scores = scorer(styled, scorer.colour_target(content, len(content), CPU))
+            scores = scorer(styled, scorer.style_aims(content))
             shares[quality] = float((scores.z[detector] > scores.threshold).float().mean())
     assert shares[95] <= shares[None] + 0.05 and shares[90] <= shares[None] + 0.1, shares
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,6 +14,20 @@ from stylefix_core.models.random_features import RandomFeatures
 MAX_SIDE = 256  # larger images are looked at down-scaled: the statistics are global
 MIN_SIDE = 8
 COLOUR_DIMS = 6  # colour_stats closes the descriptor
+
+
+@dataclass(frozen=True)
+class KnnReading:
+    """What one pass over the reference set gives, per image."""
+
+    distance: torch.Tensor  # (N,) over the whole descriptor
+    colour_distance: torch.Tensor  # (N,) over its colour moments alone
+    neighbour_colours: torch.Tensor  # (N, k, 6) colour moments of the k nearest
+
+
+def _per_dimension(nearest: torch.Tensor, dims: int) -> torch.Tensor:
+    """(N,) mean of each row of distances (N, k), per dimension of the space."""
+    return nearest.mean(1) / dims**0.5
 
 
 class ReferenceKnn(nn.Module):
@@ -71,35 +87,31 @@ class ReferenceKnn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) mean distance to the k nearest references, per dimension."""
-        return self.distances(x)[0]
+        return self.read(x).distance
 
-    def distances(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N,) distances over the whole descriptor and over its colour moments alone.
+    def read(self, x: torch.Tensor) -> KnnReading:
+        """Everything the scorer asks of the references, from one descriptor pass.
 
         The colour moments are 6 of the descriptor's dimensions, so in the whole
         distance a colour cast or a hue rotation is drowned by the texture
         channels. Measured alone against the nearest references' colours they
         separate those faults well (docs/quality.md), where one Gaussian around
         the reference average cannot: a catalog has pictures of every colour.
+        The nearest references by the whole descriptor, pictures like this one,
+        give the colours it could have. At 256 px a second descriptor pass
+        would cost a third of the scoring time.
         """
         query = (self.describe(x) - self.mean) / self.std
         reference = self.reference.to(query.dtype)
         colour = slice(query.shape[1] - COLOUR_DIMS, None)
-        return self._knn(query, reference), self._knn(query[:, colour], reference[:, colour])
-
-    def neighbour_colours(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, k, 6) colour moments (``colour_stats``) of each image's k nearest
-        references by the whole descriptor: the colours pictures like this one
-        have in the reference set, where a colour fix should aim."""
-        query = (self.describe(x) - self.mean) / self.std
-        reference = self.reference.to(query.dtype)
-        nearest = self._nearest(query, reference).indices
-        colour = slice(reference.shape[1] - COLOUR_DIMS, None)
-        moments = reference[:, colour] * self.std[colour] + self.mean[colour]
-        return moments[nearest]
-
-    def _knn(self, query: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        return self._nearest(query, reference).values.mean(1) / query.shape[1] ** 0.5
+        whole = self._nearest(query, reference)
+        in_colour = self._nearest(query[:, colour], reference[:, colour])
+        moments = self.reference[:, colour] * self.std[colour] + self.mean[colour]
+        return KnnReading(
+            distance=_per_dimension(whole.values, query.shape[1]),
+            colour_distance=_per_dimension(in_colour.values, COLOUR_DIMS),
+            neighbour_colours=moments[whole.indices],
+        )
 
     def _nearest(self, query: torch.Tensor, reference: torch.Tensor) -> torch.return_types.topk:
         """Distances to and indices of the k nearest references, each (N, k)."""

@@ -19,11 +19,15 @@ from stylefix_core.inject import gaussian_blur
 EPS = 1e-6
 
 
-def colour_distance(
-    stats: torch.Tensor, target: torch.Tensor, spread: torch.Tensor
-) -> torch.Tensor:
-    """Diagonal Mahalanobis distance of colour statistics from their target."""
-    return torch.sqrt((((stats - target) / spread) ** 2).mean(-1))
+def colour_distance(stats: torch.Tensor, aims: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    """Diagonal Mahalanobis distance of colour statistics (N, 6) from the
+    nearest of the colours the image could have, its aims (N, K, 6).
+
+    The nearest, because an image need only have the colours of one of the
+    pictures it resembles: in qa mode the aims are its nearest references'
+    colours, where a catalog's blue skies and red roofs each have their own.
+    """
+    return torch.sqrt((((stats[:, None] - aims) / spread) ** 2).mean(-1)).amin(dim=1)
 
 
 def _conv_luma(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

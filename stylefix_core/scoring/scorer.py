@@ -19,6 +19,7 @@ from torch import nn
 
 from stylefix_core import colour
 from stylefix_core.bundle import DETECTOR_NAMES, Bundle, Calibration, require_current_statistics
+from stylefix_core.models.reference_knn import KnnReading
 from stylefix_core.scoring import features
 from stylefix_core.scoring.signature import signature
 
@@ -82,7 +83,7 @@ def named_reason(kind: str) -> str:
 class ScoreBatch:
     """Scores of a batch of N images; every tensor has shape (N,) on the CPU,
     but ``kind_probabilities``: (N, K) for the K ``kinds`` the pixel
-    classifier names, if it names any."""
+    classifier names, if it names any, and ``aims``."""
 
     raw: dict[str, torch.Tensor]
     z: dict[str, torch.Tensor]
@@ -90,6 +91,9 @@ class ScoreBatch:
     threshold: float
     kinds: tuple[str, ...] = ()
     kind_probabilities: torch.Tensor | None = None
+    # (N, K, 6) the colour statistics the images were read against (``Scorer.read``):
+    # a fix aims there, and is rescored against the same.
+    aims: torch.Tensor | None = None
 
     def reasons(self, index: int) -> list[str]:
         """The flagging detectors' reasons, then the kind of damage the pixel
@@ -111,6 +115,17 @@ class ScoreBatch:
             return ""
         probability, best = self.kind_probabilities[index].max(dim=0)
         return self.kinds[int(best)] if float(probability) >= NAMING_CONFIDENCE else ""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Raw detector values (N,) each, on the device read on; the colour aims
+    (N, K, 6) read against; the pixel classifier's (N, K) probabilities of the
+    kinds it names, None if it names none or is not used."""
+
+    raw: dict[str, torch.Tensor]
+    aims: torch.Tensor
+    kind_probabilities: torch.Tensor | None
 
 
 def normalise(raw: dict[str, torch.Tensor], detectors: dict) -> dict[str, torch.Tensor]:
@@ -161,51 +176,47 @@ class Scorer:
             bundle.pixel_damage,
         )
 
-    def colour_target(
-        self, content: torch.Tensor | None, n: int, device: torch.device
-    ) -> torch.Tensor:
-        """Where colour statistics should sit: the content image moved by the
-        style's typical shift (style mode) or the reference set (qa mode)."""
-        cal = self.calibration
-        if content is not None:
-            with torch.autocast(device.type, enabled=False):  # a statistic: float32
-                stats = colour.colour_stats(content.float())
-            return stats + torch.tensor(cal.style_shift, device=device)
-        return torch.tensor(cal.reference_stats, device=device).expand(n, -1)
+    def style_aims(self, content: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 6) where the colour statistics of content images styled
+        should sit: the content's, moved by the style's typical shift."""
+        with torch.autocast(content.device.type, enabled=False):  # a statistic: float32
+            stats = colour.colour_stats(content.float())
+        return (stats + torch.tensor(self.calibration.style_shift, device=content.device))[:, None]
 
-    def nearest_reference_colours(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, K, 6) where a colour fix of ``x`` should aim in qa mode: the colours
-        of its K nearest references, or (K = 1) the reference set's average
-        without the reference embedding (the classical baseline of the quality
-        benchmark).
-
-        Not the average alone: a catalog has pictures of every colour, and
-        moving a blue sky towards the average of all references turns it
-        pink (on the quality benchmark that cost one banded sky 11 dB, and
-        aiming at the nearest references 0.5 dB).
-        """
-        if "embedding" not in self.detectors:
-            return self.colour_target(None, x.shape[0], x.device)[:, None]
-        with torch.autocast(x.device.type, enabled=False):  # a statistic: float32
-            return self.embedding.neighbour_colours(x.float())
-
-    def raw(self, x: torch.Tensor, colour_target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def raw(self, x: torch.Tensor, aims: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Raw values of the calibrated detectors, float32, shape (N,) each, on x's device."""
-        return self.read(x, colour_target)[0]
+        return self.read(x, aims).raw
 
-    def read(
-        self, x: torch.Tensor, colour_target: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """``raw``, and the (N, K) probabilities of the kinds the pixel
-        classifier names (None if it names none or is not used)."""
+    def read(self, x: torch.Tensor, aims: torch.Tensor | None = None) -> Reading:
+        """Every detector's raw value, the colours read against and the kinds named.
+
+        ``aims`` (N, K, 6) are the colour statistics each image could have:
+        ``style_aims`` in style mode, or the aims of an earlier reading when
+        a fix is rescored. Without them (qa mode) they are the colours of the
+        image's K nearest references, or the reference set's average where
+        the scorer has no reference embedding (the classical baseline of the
+        quality benchmark). Not the average alone: a catalog has pictures of
+        every colour, and moving a blue sky towards the average of all
+        references turns it pink (on the quality benchmark that cost one
+        banded sky 11 dB, and aiming at the nearest references 0.5 dB); read
+        against the average, a blue sky is a colour fault as well.
+        """
         x_net, x = x, x.float()
         spread = torch.tensor(self.calibration.reference_spread, device=x.device)
-        knn: list[tuple[torch.Tensor, torch.Tensor]] = []  # one descriptor pass for both
+        knn: list[KnnReading] = []  # one pass over the references serves three readings
 
-        def reference_distance(part: int) -> torch.Tensor:
+        def nearest() -> KnnReading:
             if not knn:
-                knn.append(self.embedding.distances(x))
-            return torch.log(knn[0][part] + 1e-4)
+                knn.append(self.embedding.read(x))
+            return knn[0]
+
+        def colour_aims() -> torch.Tensor:
+            if aims is not None:
+                return aims
+            if "embedding" in self.detectors:
+                return nearest().neighbour_colours.float()
+            average = torch.tensor(self.calibration.reference_stats, device=x.device)
+            return average.expand(x.shape[0], 1, -1)
 
         kinds: list[torch.Tensor] = []  # the pixel classifier's naming, from the same pass
 
@@ -215,14 +226,14 @@ class Scorer:
             return logit.float()
 
         compute = {
-            "embedding": lambda: reference_distance(0),
-            "reference_colour": lambda: reference_distance(1),
+            "embedding": lambda: torch.log(nearest().distance + 1e-4),
+            "reference_colour": lambda: torch.log(nearest().colour_distance + 1e-4),
             "autoencoder": lambda: torch.log(
                 ((self.autoencoder(x_net).float() - x) ** 2).mean(dim=(1, 2, 3)) + 1e-6
             ),
             "discriminator": lambda: -self.discriminator(x_net).float().mean(dim=(1, 2, 3)),
             "colour": lambda: features.colour_distance(
-                colour.colour_stats(x), colour_target, spread
+                colour.colour_stats(x), colour_aims(), spread
             ),
             "texture": lambda: features.texture_loss(x),
             "blur": lambda: features.blur(x),
@@ -244,13 +255,16 @@ class Scorer:
                 continue
             with torch.autocast(x.device.type, enabled=False):
                 values[d] = compute[d]()
-        return values, kinds[0] if kinds and self.kinds else None
+        named = kinds[0] if kinds and self.kinds else None
+        return Reading(values, colour_aims(), named)
 
     def normalise(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return normalise(raw, self.calibration.detectors)
 
-    def __call__(self, x: torch.Tensor, colour_target: torch.Tensor) -> ScoreBatch:
-        raw, kind_probabilities = self.read(x, colour_target)
+    def __call__(self, x: torch.Tensor, aims: torch.Tensor | None = None) -> ScoreBatch:
+        """Scores of ``x`` read against colour ``aims`` (see ``read``)."""
+        reading = self.read(x, aims)
+        raw, kind_probabilities = reading.raw, reading.kind_probabilities
         z = self.normalise(raw)
         score = torch.stack([z[d] for d in self.detectors], dim=1).amax(dim=1)
         return ScoreBatch(
@@ -260,4 +274,5 @@ class Scorer:
             threshold=self.calibration.threshold,
             kinds=self.kinds,
             kind_probabilities=None if kind_probabilities is None else kind_probabilities.cpu(),
+            aims=reading.aims.float().cpu(),
         )

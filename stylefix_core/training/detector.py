@@ -501,9 +501,7 @@ def _raw(
     with torch.inference_mode():
         for image, content in images:
             x = image[None].to(device)
-            target = scorer.colour_target(
-                None if content is None else content[None].to(device), 1, device
-            )
-            for d, value in scorer.raw(x, target).items():
+            aims = None if content is None else scorer.style_aims(content[None].to(device))
+            for d, value in scorer.raw(x, aims).items():
                 rows[d].append(value.cpu())
     return {d: torch.cat(v) for d, v in rows.items()}
