@@ -80,8 +80,10 @@ DETECTOR_NAMES = (
 # signature keeps the old reading, as ``corner_darkness``); revision 10: the
 # ``pixel_damage`` classifier, a small convolutional network on the pixels;
 # revision 11: ``falloff`` reads the shallower curvature of the log luma,
-# against the spread of the content's coarse layout.
-STATISTICS_REVISION = 11
+# against the spread of the content's coarse layout; revision 12: in qa mode
+# ``colour`` is the distance to the nearest of the nearest references' colours,
+# and the discriminator is read on its rejecting side only.
+STATISTICS_REVISION = 12
 
 
 @dataclass(frozen=True)

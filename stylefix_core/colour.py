@@ -41,6 +41,27 @@ def colour_stats(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([y.mean(-1), torch.log(y.std(-1, correction=0) + _SPREAD_FLOOR)], dim=1)
 
 
+def colour_correlations(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3): correlations of luma with red-green, of luma with yellow-blue
+    and of the two chroma axes.
+
+    Which way a picture's colours lie, which its moments do not say: a
+    blue sky over brown ground, turned a quarter of the way round the hue
+    circle, keeps its mean near grey and its chroma's spread, but bright
+    now goes with green, not blue. On the quality benchmark, with them the
+    distance to the nearest references' colours ranks hue rotations (a kind
+    nothing trains on) at AUROC 0.968 alone, without them 0.941.
+    """
+    y = to_opponent(x).flatten(2)
+    y = y - y.mean(-1, keepdim=True)
+    spread = y.pow(2).mean(-1).sqrt() + _SPREAD_FLOOR
+
+    def correlation(i: int, j: int) -> torch.Tensor:
+        return (y[:, i] * y[:, j]).mean(-1) / (spread[:, i] * spread[:, j])
+
+    return torch.stack([correlation(0, 1), correlation(0, 2), correlation(1, 2)], dim=1)
+
+
 def colourfulness(stats: torch.Tensor) -> torch.Tensor:
     """(...,) root-mean-square distance from grey of the chroma, from ``colour_stats`` rows (..., 6).
 

@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylefix_core.colour import colour_stats
+from stylefix_core.colour import colour_correlations, colour_stats
 from stylefix_core.models.random_features import RandomFeatures
 
 MAX_SIDE = 256  # larger images are looked at down-scaled: the statistics are global
 MIN_SIDE = 8
-COLOUR_DIMS = 6  # colour_stats closes the descriptor
+COLOUR_MOMENTS = 6  # colour_stats: where colour fixes aim
+LAYOUT_DIMS = 3  # colour_correlations, after them where the embedding reads them
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,9 @@ class ReferenceKnn(nn.Module):
     """Mean distance to the k nearest reference descriptors.
 
     A descriptor is the mean and log spread of every random-filter channel at
-    three scales plus the image's colour moments, standardised by the
-    reference set. Nearest neighbours (rather than one Gaussian) because a real
+    three scales, then the image's colour moments and (``colour_layout``)
+    colour correlations, standardised by the reference set. Embeddings fitted
+    before the correlations leave them out, so their bundles still load. Nearest neighbours (rather than one Gaussian) because a real
     catalog is many kinds of picture: an image need only resemble some of the
     references, not their average. Whatever the anomaly, if it moves texture,
     sharpness or colour statistics away from every reference, it scores.
@@ -47,6 +49,7 @@ class ReferenceKnn(nn.Module):
         seed: int = 0,
         widths: tuple[int, ...] | list[int] = (32, 48, 64),
         k: int = 5,
+        colour_layout: bool = False,
     ):
         super().__init__()
         self.hyper_parameters = {
@@ -54,9 +57,13 @@ class ReferenceKnn(nn.Module):
             "seed": seed,
             "widths": list(widths),
             "k": k,
+            "colour_layout": colour_layout,
         }
         self.features = RandomFeatures(seed, widths)
-        dim = 2 * sum(widths) + COLOUR_DIMS
+        self.colour_layout = colour_layout
+        # the colour part that closes the descriptor
+        self.colour_dims = COLOUR_MOMENTS + (LAYOUT_DIMS if colour_layout else 0)
+        dim = 2 * sum(widths) + self.colour_dims
         self.register_buffer("reference", torch.zeros(n_reference, dim))
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
@@ -76,6 +83,8 @@ class ReferenceKnn(nn.Module):
             flat = fmap.flatten(2)
             parts += [flat.mean(-1), torch.log(flat.std(-1, correction=0) + 1e-3)]
         parts.append(colour_stats(x))
+        if self.colour_layout:
+            parts.append(colour_correlations(x))
         return torch.cat(parts, dim=1)
 
     def fit(self, descriptors: torch.Tensor) -> None:
@@ -92,10 +101,10 @@ class ReferenceKnn(nn.Module):
     def read(self, x: torch.Tensor) -> KnnReading:
         """Everything the scorer asks of the references, from one descriptor pass.
 
-        The colour moments are 6 of the descriptor's dimensions, so in the whole
-        distance a colour cast or a hue rotation is drowned by the texture
-        channels. Measured alone against the nearest references' colours they
-        separate those faults well (docs/quality.md), where one Gaussian around
+        The colour moments (and correlations) are 6 (9) of the descriptor's
+        dimensions, so in the whole distance a colour cast or a hue rotation is
+        drowned by the texture channels. Measured alone against the nearest
+        references' colours they separate those faults well (docs/quality.md), where one Gaussian around
         the reference average cannot: a catalog has pictures of every colour.
         The nearest references by the whole descriptor, pictures like this one,
         give the colours it could have. At 256 px a second descriptor pass
@@ -103,14 +112,15 @@ class ReferenceKnn(nn.Module):
         """
         query = (self.describe(x) - self.mean) / self.std
         reference = self.reference.to(query.dtype)
-        colour = slice(query.shape[1] - COLOUR_DIMS, None)
+        first = query.shape[1] - self.colour_dims
+        colour, moments = slice(first, None), slice(first, first + COLOUR_MOMENTS)
         whole = self._nearest(query, reference)
         in_colour = self._nearest(query[:, colour], reference[:, colour])
-        moments = self.reference[:, colour] * self.std[colour] + self.mean[colour]
+        colours = self.reference[:, moments] * self.std[moments] + self.mean[moments]
         return KnnReading(
             distance=_per_dimension(whole.values, query.shape[1]),
-            colour_distance=_per_dimension(in_colour.values, COLOUR_DIMS),
-            neighbour_colours=moments[whole.indices],
+            colour_distance=_per_dimension(in_colour.values, self.colour_dims),
+            neighbour_colours=colours[whole.indices],
         )
 
     def _nearest(self, query: torch.Tensor, reference: torch.Tensor) -> torch.return_types.topk:

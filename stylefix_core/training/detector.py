@@ -175,7 +175,7 @@ def fit_embedding(
     reference: list[torch.Tensor], device: torch.device, seed: int = 0, k: int = 5
 ) -> ReferenceKnn:
     """The reference set as descriptors for nearest-neighbour scoring."""
-    model = ReferenceKnn(n_reference=len(reference), seed=seed, k=k).to(device)
+    model = ReferenceKnn(len(reference), seed=seed, k=k, colour_layout=True).to(device)
     with torch.inference_mode():
         descriptors = torch.cat([model.describe(img[None].to(device)) for img in reference])
     model.fit(descriptors.clone())
