@@ -160,6 +160,23 @@ def test_scorer_ranks_an_obviously_broken_image_above_its_clean_twin(styled, kin
     assert float(broken_scores.mean()) > scorer.calibration.threshold, kind
 
 
+def test_in_qa_mode_colours_are_read_against_the_nearest_references(styled):
+    """A qa-mode reading aims at its nearest references' colours, from the
+    embedding's one pass, and its colour distance is to the nearest of them;
+    rescored against the aims it returned, an image reads the same."""
+    scorer, good = styled
+    with torch.inference_mode():
+        batch = scorer(good)
+        neighbours = scorer.embedding.read(good).neighbour_colours
+        again = scorer(good, batch.aims)
+    assert batch.aims.shape == (len(good), scorer.embedding.k, 6)
+    torch.testing.assert_close(batch.aims, neighbours)
+    spread = torch.tensor(scorer.calibration.reference_spread)
+    nearest = features.colour_distance(colour.colour_stats(good), neighbours, spread)
+    torch.testing.assert_close(batch.raw["colour"], nearest)
+    torch.testing.assert_close(again.raw, batch.raw)
+
+
 def test_reasons_are_exactly_the_detectors_over_threshold(styled):
     """And the kind the pixel classifier names, where it flags the image."""
     scorer, good = styled
