@@ -77,8 +77,15 @@ ANSWERS: dict[str, tuple[str, ...]] = {
 # the shared budget brings, resaturating greyed generated assets often left
 # them just over it: answered as named, 6 of 8 in
 # ``test_qa_mode_gives_greyed_images_their_colour_back`` get their colour
-# back (3 if only a cleared flag counts).
+# back (3 if only a cleared flag counts). Under the higher thresholds that
+# came with reading colours against the nearest references, 13 of one split's
+# 80 noisy patches were flagged by the classifiers alone and left noisy.
+# Answering the noise they name, replayed on the three splits' kept reports:
+# noise +7.68, +8.79, +8.26 dB -> +8.71, +9.08, +8.26; over-sharpening (its
+# halos are named noise too) +0.12, +0.32, +0.18 -> +0.68, +0.32, +1.48;
+# posterising +0.72, +0.81, +0.74 -> +0.64, +0.81, +0.72; no other kind moved.
 NAMED: dict[str, tuple[str, ...]] = {
+    "denoise": ("noise",),
     "deblur": ("blur",),
     "checkerboard": ("checkerboard",),
     "dequantise": ("posterize",),

@@ -287,8 +287,9 @@ def test_a_fix_is_tried_only_for_the_faults_it_answers():
 
 def test_a_fix_is_tried_for_the_kind_the_pixel_classifier_names():
     """Blur the pixel classifier sees is blur the deblurring filter answers,
-    a checkerboard the checkerboard filter's, posterising the dequantiser's
-    and greying resaturation's; other damage it sees is not theirs."""
+    noise the denoiser's, a checkerboard the checkerboard filter's,
+    posterising the dequantiser's and greying resaturation's; other damage
+    it sees is not theirs."""
     assert set(NAMED) <= set(CANDIDATES)
     assert {k for kinds in NAMED.values() for k in kinds} <= set(inject.CORRECTOR_TRAINING_KINDS)
     seen = ["pixels_look_damaged", "pixels_look_like_blur"]
@@ -296,6 +297,8 @@ def test_a_fix_is_tried_for_the_kind_the_pixel_classifier_names():
     assert eligibility("deblur", ["pixels_look_damaged"]) is Eligibility.NO
     named_noise = ["pixels_look_damaged", "pixels_look_like_noise"]
     assert eligibility("deblur", named_noise) is Eligibility.NO
+    assert eligibility("denoise", named_noise) is Eligibility.YES
+    assert eligibility("denoise", seen) is not Eligibility.YES
     named = (
         ("checkerboard", "checkerboard"),
         ("dequantise", "posterize"),
