@@ -14,7 +14,7 @@ from stylefix_core.models.random_features import RandomFeatures
 MAX_SIDE = 256  # larger images are looked at down-scaled: the statistics are global
 MIN_SIDE = 8
 COLOUR_MOMENTS = 6  # colour_stats: where colour fixes aim
-LAYOUT_DIMS = 3  # colour_correlations, after them where the embedding reads them
+LAYOUT_DIMS = 3  # colour_correlations: after the moments, where the embedding reads them
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class KnnReading:
     """What one pass over the reference set gives, per image."""
 
     distance: torch.Tensor  # (N,) over the whole descriptor
-    colour_distance: torch.Tensor  # (N,) over its colour moments alone
+    colour_distance: torch.Tensor  # (N,) over its colour part alone
     neighbour_colours: torch.Tensor  # (N, k, 6) colour moments of the k nearest
 
 
@@ -37,8 +37,9 @@ class ReferenceKnn(nn.Module):
     A descriptor is the mean and log spread of every random-filter channel at
     three scales, then the image's colour moments and (``colour_layout``)
     colour correlations, standardised by the reference set. Embeddings fitted
-    before the correlations leave them out, so their bundles still load. Nearest neighbours (rather than one Gaussian) because a real
-    catalog is many kinds of picture: an image need only resemble some of the
+    before the correlations leave them out, so their bundles still load.
+    Nearest neighbours (rather than one Gaussian) because a real catalog is
+    many kinds of picture: an image need only resemble some of the
     references, not their average. Whatever the anomaly, if it moves texture,
     sharpness or colour statistics away from every reference, it scores.
     """
@@ -102,13 +103,14 @@ class ReferenceKnn(nn.Module):
         """Everything the scorer asks of the references, from one descriptor pass.
 
         The colour moments (and correlations) are 6 (9) of the descriptor's
-        dimensions, so in the whole distance a colour cast or a hue rotation is
-        drowned by the texture channels. Measured alone against the nearest
-        references' colours they separate those faults well (docs/quality.md), where one Gaussian around
-        the reference average cannot: a catalog has pictures of every colour.
-        The nearest references by the whole descriptor, pictures like this one,
-        give the colours it could have. At 256 px a second descriptor pass
-        would cost a third of the scoring time.
+        dimensions, so in the whole distance a colour cast or a hue rotation
+        is drowned by the texture channels. Measured alone against the
+        nearest references' colours they separate those faults well
+        (docs/quality.md), where one Gaussian around the reference average
+        cannot: a catalog has pictures of every colour. The nearest
+        references by the whole descriptor, pictures like this one, give the
+        colours it could have. At 256 px a second descriptor pass would cost
+        a third of the scoring time.
         """
         query = (self.describe(x) - self.mean) / self.std
         reference = self.reference.to(query.dtype)

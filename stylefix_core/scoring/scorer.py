@@ -199,7 +199,7 @@ class Scorer:
         every colour, and moving a blue sky towards the average of all
         references turns it pink (on the quality benchmark that cost one
         banded sky 11 dB, and aiming at the nearest references 0.5 dB); read
-        against the average, a blue sky is a colour fault as well.
+        against the average, a clean picture of a blue sky can look cast.
         """
         x_net, x = x, x.float()
         spread = torch.tensor(self.calibration.reference_spread, device=x.device)
