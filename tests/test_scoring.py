@@ -10,10 +10,17 @@ import torch
 from PIL import Image
 
 from stylefix_core import colour, inject
-from stylefix_core.bundle import load_bundle
+from stylefix_core.bundle import DetectorCalibration, load_bundle
 from stylefix_core.evaluation.photos import grid_patches, load_photos
 from stylefix_core.scoring import features
-from stylefix_core.scoring.scorer import DETECTORS, REASONS, ScoreBatch, Scorer, named_reason
+from stylefix_core.scoring.scorer import (
+    DETECTORS,
+    REASONS,
+    ScoreBatch,
+    Scorer,
+    named_reason,
+    normalise,
+)
 from stylefix_core.synthetic import make_assets
 from stylefix_core.training.data import to_tensor
 
@@ -158,6 +165,14 @@ def test_scorer_ranks_an_obviously_broken_image_above_its_clean_twin(styled, kin
         broken_scores = scorer(broken).score
     assert bool((broken_scores > clean_scores).all()), (kind, clean_scores, broken_scores)
     assert float(broken_scores.mean()) > scorer.calibration.threshold, kind
+
+
+def test_an_image_the_discriminator_accepts_readily_is_not_off_style():
+    """Every detector reads one way: below its centre is no fault."""
+    calibration = {"discriminator": DetectorCalibration(center=0.5, scale=0.25)}
+    raw = {"discriminator": torch.tensor([0.0, 0.5, 1.5])}
+    z = normalise(raw, calibration)["discriminator"]
+    torch.testing.assert_close(z, torch.tensor([-2.0, 0.0, 4.0]))
 
 
 def test_in_qa_mode_colours_are_read_against_the_nearest_references(styled):
